@@ -1,0 +1,3 @@
+import CLZ4
+import CSnappy
+import CompressNIO

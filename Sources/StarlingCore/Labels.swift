@@ -1,0 +1,326 @@
+/// One label: a name and a value. Names and values compare by their UTF-8 bytes, as in
+/// Prometheus (Go strings), never by Unicode canonical equivalence as Swift's `String ==` does.
+public struct Label: Sendable, CustomStringConvertible {
+    public var name: String
+    public var value: String
+
+    public init(_ name: String, _ value: String) {
+        self.name = name
+        self.value = value
+    }
+
+    public var description: String { "\(name)=\(quoteLabelValue(value))" }
+}
+
+extension Label: Hashable {
+    public static func == (a: Label, b: Label) -> Bool {
+        a.name.utf8.elementsEqual(b.name.utf8) && a.value.utf8.elementsEqual(b.value.utf8)
+    }
+    public func hash(into h: inout Hasher) {
+        h.combine(name.utf8.count)
+        for b in name.utf8 { h.combine(b) }
+        for b in value.utf8 { h.combine(b) }
+    }
+}
+
+/// The metric-name label.
+public let metricNameLabel = "__name__"
+
+/// A label set in canonical form: labels sorted by name (byte order), names unique, no empty
+/// values (Prometheus treats an empty value as an absent label).
+///
+/// Stored as one byte array — for each label `uvarint(len(name)) name uvarint(len(value)) value`
+/// — so that equality, hashing, ordering by identity and persistence are all plain byte
+/// operations with one allocation per label set (the idea of Prometheus's `stringlabels`).
+/// These bytes are also the on-disk series record and the peer-RPC encoding of a label set:
+/// the layout is part of the documented formats (docs/formats.md) and must not change.
+public struct Labels: Sendable {
+    public let bytes: [UInt8]
+
+    public static let empty = Labels(canonicalBytes: [])
+
+    /// Wraps bytes that are already canonical. Use `validatingCanonicalBytes` for untrusted input.
+    public init(canonicalBytes: [UInt8]) { self.bytes = canonicalBytes }
+
+    /// Builds a canonical label set: sorts by name, drops empty values.
+    /// - Precondition: names are unique (check with `LabelsBuilder` when the input is untrusted).
+    public init(_ labels: [Label]) {
+        var b = LabelsBuilder()
+        for l in labels { b.set(l.name, l.value) }
+        self = b.build()
+    }
+
+    public init(_ pairs: KeyValuePairs<String, String>) {
+        self.init(pairs.map { Label($0.key, $0.value) })
+    }
+
+    public init(_ dict: [String: String]) {
+        self.init(dict.map { Label($0.key, $0.value) })
+    }
+
+    /// Parses bytes from disk or the network and checks they are canonical.
+    public static func validatingCanonicalBytes(_ bytes: [UInt8]) throws(DecodeError) -> Labels {
+        var r = ByteReader(bytes)
+        var prev: ArraySlice<UInt8>? = nil
+        while !r.isAtEnd {
+            let name = try r.readLengthPrefixed(limit: 1 << 16, "label name")
+            let value = try r.readLengthPrefixed(limit: 1 << 20, "label value")
+            if name.isEmpty { throw .malformed(context: "empty label name") }
+            if value.isEmpty { throw .malformed(context: "empty label value") }
+            if let p = prev, !p.lexicographicallyPrecedes(name) {
+                throw .malformed(context: "label names not strictly sorted")
+            }
+            prev = name
+        }
+        return Labels(canonicalBytes: bytes)
+    }
+
+    /// Number of labels.
+    public var count: Int {
+        var n = 0
+        forEachRaw { _, _ in n += 1 }
+        return n
+    }
+
+    public var isEmpty: Bool { bytes.isEmpty }
+
+    /// Calls `body` with each label's raw name and value bytes, in order.
+    @inlinable
+    public func forEachRaw(_ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Void) rethrows {
+        try bytes.withUnsafeBytes { buf in
+            var i = 0
+            let n = buf.count
+            while i < n {
+                let (nl, a) = Self.uvarint(buf, i)
+                let name = UnsafeRawBufferPointer(rebasing: buf[a..<a + nl])
+                let (vl, b) = Self.uvarint(buf, a + nl)
+                let value = UnsafeRawBufferPointer(rebasing: buf[b..<b + vl])
+                try body(name, value)
+                i = b + vl
+            }
+        }
+    }
+
+    @inlinable @inline(__always)
+    static func uvarint(_ buf: UnsafeRawBufferPointer, _ at: Int) -> (Int, Int) {
+        var result = 0
+        var shift = 0
+        var i = at
+        while true {
+            let b = buf[i]
+            i += 1
+            result |= Int(b & 0x7F) << shift
+            if b < 0x80 { return (result, i) }
+            shift += 7
+        }
+    }
+
+    /// The labels as an array of `Label`.
+    public var array: [Label] {
+        var out: [Label] = []
+        forEachRaw { n, v in out.append(Label(String(decoding: n, as: UTF8.self), String(decoding: v, as: UTF8.self))) }
+        return out
+    }
+
+    public var names: [String] { array.map(\.name) }
+
+    /// The value of label `name`, or nil when absent.
+    public func get(_ name: String) -> String? {
+        var result: String? = nil
+        var key = name
+        key.withUTF8 { k in
+            let kb = UnsafeRawBufferPointer(k)
+            forEachRaw { n, v in
+                if result == nil, n.elementsEqual(kb) { result = String(decoding: v, as: UTF8.self) }
+            }
+        }
+        return result
+    }
+
+    public func has(_ name: String) -> Bool { get(name) != nil }
+
+    /// The metric name (`__name__`), if any.
+    public var metricName: String? { self.get(metricNameLabel) }
+
+    /// The stable 64-bit identity hash of this label set (XXH64 of the canonical bytes).
+    public var stableHash: UInt64 { XXH64.hash(bytes) }
+
+    /// A copy with `names` removed.
+    public func removing(_ names: Set<String>) -> Labels {
+        filterNames { !names.contains($0) }
+    }
+
+    /// A copy keeping only `names`.
+    public func keeping(_ names: Set<String>) -> Labels {
+        filterNames { names.contains($0) }
+    }
+
+    /// A copy without the metric name.
+    public var droppingMetricName: Labels { removing([metricNameLabel]) }
+
+    /// A copy with `name` set to `value` (removed if `value` is empty).
+    public func setting(_ name: String, _ value: String) -> Labels {
+        var b = LabelsBuilder(self)
+        b.set(name, value)
+        return b.build()
+    }
+
+    func filterNames(_ keep: (String) -> Bool) -> Labels {
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count)
+        forEachRaw { n, v in
+            if keep(String(decoding: n, as: UTF8.self)) {
+                out.appendLengthPrefixed(n)
+                out.appendLengthPrefixed(v)
+            }
+        }
+        return Labels(canonicalBytes: out)
+    }
+}
+
+extension Labels: Hashable {
+    public static func == (a: Labels, b: Labels) -> Bool { a.bytes == b.bytes }
+    public func hash(into h: inout Hasher) {
+        bytes.withUnsafeBytes { h.combine(bytes: $0) }
+    }
+}
+
+extension Labels: Comparable {
+    /// Prometheus's `labels.Compare` order: label by label, name then value (bytewise), then the
+    /// shorter set first.
+    public static func < (a: Labels, b: Labels) -> Bool { compare(a, b) < 0 }
+
+    public static func compare(_ a: Labels, _ b: Labels) -> Int {
+        a.bytes.withUnsafeBytes { x in
+            b.bytes.withUnsafeBytes { y in
+                var i = 0, j = 0
+                while i < x.count && j < y.count {
+                    for _ in 0..<2 {  // name, then value
+                        let (la, ia) = uvarint(x, i)
+                        let (lb, jb) = uvarint(y, j)
+                        let c = compareBytes(
+                            UnsafeRawBufferPointer(rebasing: x[ia..<ia + la]),
+                            UnsafeRawBufferPointer(rebasing: y[jb..<jb + lb]))
+                        if c != 0 { return c }
+                        i = ia + la
+                        j = jb + lb
+                    }
+                }
+                if i < x.count { return 1 }
+                if j < y.count { return -1 }
+                return 0
+            }
+        }
+    }
+}
+
+/// Bytewise three-way comparison (memcmp then length).
+@inlinable
+public func compareBytes(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Int {
+    let n = Swift.min(a.count, b.count)
+    for k in 0..<n where a[k] != b[k] {
+        return a[k] < b[k] ? -1 : 1
+    }
+    return a.count == b.count ? 0 : (a.count < b.count ? -1 : 1)
+}
+
+/// Bytewise order of two strings (Go's string order), which Swift's `<` is not for non-ASCII text.
+@inlinable
+public func utf8Less(_ a: String, _ b: String) -> Bool {
+    a.utf8.lexicographicallyPrecedes(b.utf8)
+}
+
+extension Labels: Sequence {
+    public func makeIterator() -> IndexingIterator<[Label]> { array.makeIterator() }
+}
+
+extension Labels: CustomStringConvertible {
+    /// Prometheus text form: `name{a="b", c="d"}`.
+    public var description: String {
+        var name = ""
+        var parts: [String] = []
+        for l in array {
+            if l.name == metricNameLabel { name = l.value } else { parts.append(l.description) }
+        }
+        if parts.isEmpty && !name.isEmpty { return name }
+        return name + "{" + parts.joined(separator: ", ") + "}"
+    }
+}
+
+/// Builds canonical label sets; the place where duplicate names are detected.
+public struct LabelsBuilder: Sendable {
+    private var labels: [Label] = []
+
+    public init() {}
+    public init(_ base: Labels) { labels = base.array }
+
+    /// Sets `name` to `value`; an empty value removes the label.
+    public mutating func set(_ name: String, _ value: String) {
+        if let i = labels.firstIndex(where: { $0.name.utf8.elementsEqual(name.utf8) }) {
+            if value.isEmpty { labels.remove(at: i) } else { labels[i].value = value }
+        } else if !value.isEmpty {
+            labels.append(Label(name, value))
+        }
+    }
+
+    public mutating func remove(_ name: String) { set(name, "") }
+
+    public func get(_ name: String) -> String? {
+        labels.first(where: { $0.name.utf8.elementsEqual(name.utf8) })?.value
+    }
+
+    public func build() -> Labels {
+        let sorted = labels.sorted { utf8Less($0.name, $1.name) }
+        var out: [UInt8] = []
+        out.reserveCapacity(sorted.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count + 2 })
+        for l in sorted {
+            out.appendLengthPrefixed(l.name)
+            out.appendLengthPrefixed(l.value)
+        }
+        return Labels(canonicalBytes: out)
+    }
+}
+
+/// Quotes a label value the way Prometheus prints it (Go's `strconv.Quote` for the common cases).
+public func quoteLabelValue(_ s: String) -> String {
+    var out = "\""
+    for u in s.unicodeScalars {
+        switch u {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case "\n": out += "\\n"
+        case "\t": out += "\\t"
+        case "\r": out += "\\r"
+        default:
+            if u.value < 0x20 || u.value == 0x7F {
+                out += "\\x" + (u.value < 0x10 ? "0" : "") + String(u.value, radix: 16)
+            } else {
+                out.unicodeScalars.append(u)
+            }
+        }
+    }
+    return out + "\""
+}
+
+/// Label name syntax: Prometheus's classic `[a-zA-Z_][a-zA-Z0-9_]*`.
+public func isValidLabelName(_ name: String) -> Bool {
+    var first = true
+    for b in name.utf8 {
+        let ok = (b >= 0x61 && b <= 0x7A) || (b >= 0x41 && b <= 0x5A) || b == 0x5F || (!first && b >= 0x30 && b <= 0x39)
+        if !ok { return false }
+        first = false
+    }
+    return !first
+}
+
+/// Metric name syntax: `[a-zA-Z_:][a-zA-Z0-9_:]*`.
+public func isValidMetricName(_ name: String) -> Bool {
+    var first = true
+    for b in name.utf8 {
+        let ok = (b >= 0x61 && b <= 0x7A) || (b >= 0x41 && b <= 0x5A) || b == 0x5F || b == 0x3A
+            || (!first && b >= 0x30 && b <= 0x39)
+        if !ok { return false }
+        first = false
+    }
+    return !first
+}

@@ -1,0 +1,2 @@
+import CRocksDB
+import StarlingStorage

@@ -1,0 +1,2 @@
+import StarlingNode
+print("starling")

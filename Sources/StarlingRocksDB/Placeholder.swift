@@ -1,2 +1,0 @@
-import CRocksDB
-import StarlingStorage

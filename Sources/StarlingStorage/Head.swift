@@ -1,0 +1,106 @@
+import StarlingCore
+
+/// A series held in memory because it is receiving samples: its open (in-order) chunk, its
+/// out-of-order buffer, and what is already durable about it.
+///
+/// `@unchecked Sendable`: every access happens under `TimeSeriesDB`'s head lock.
+final class HeadSeries: @unchecked Sendable {
+    let id: SeriesID
+    let labels: Labels
+    /// Whether the series record (`0x02`) is durable.
+    var persisted: Bool
+    /// Newest block whose postings are durable (`Int32.min` when none).
+    var lastIndexedBlock: Int32
+    /// Older blocks known to be indexed (out-of-order writes into past days).
+    var olderIndexedBlocks: Set<Int32> = []
+
+    /// The chunk receiving in-order appends, its block and key discriminator (the WAL sequence
+    /// number of the record that opened it, so a replay rewrites the same key).
+    var open: OpenChunk?
+    var openBlock: Int32 = 0
+    var openUniq: UInt64 = 0
+    /// Samples older than the open chunk's newest, sorted by timestamp, unique timestamps.
+    var outOfOrder: [Sample] = []
+    /// Changed since the last checkpoint.
+    var dirty = false
+
+    init(id: SeriesID, labels: Labels, persisted: Bool, lastIndexedBlock: Int32) {
+        self.id = id
+        self.labels = labels
+        self.persisted = persisted
+        self.lastIndexedBlock = lastIndexedBlock
+    }
+
+    /// Whether two values at the same timestamp resolve to `a` under the store's deterministic
+    /// rule (see docs/formats/chunk.md): non-NaN beats NaN, then the greater number (+0 beats
+    /// -0), then among NaNs the greater bit pattern. Independent of arrival order, so replicas
+    /// that received the same writes in different orders agree.
+    static func wins(_ a: Double, over b: Double) -> Bool {
+        if a.isNaN != b.isNaN { return !a.isNaN }
+        if a.isNaN { return a.bitPattern > b.bitPattern }
+        if a == b { return a.sign == .plus && b.sign == .minus }
+        return a > b
+    }
+
+    enum OutOfOrderInsert { case inserted, duplicate, replaced, discarded }
+
+    /// Inserts into the out-of-order buffer keeping it sorted with unique timestamps.
+    func insertOutOfOrder(_ s: Sample) -> OutOfOrderInsert {
+        var lo = 0, hi = outOfOrder.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if outOfOrder[mid].timestampMs < s.timestampMs { lo = mid + 1 } else { hi = mid }
+        }
+        if lo < outOfOrder.count && outOfOrder[lo].timestampMs == s.timestampMs {
+            let existing = outOfOrder[lo]
+            if existing.value.bitPattern == s.value.bitPattern { return .duplicate }
+            if Self.wins(s.value, over: existing.value) {
+                outOfOrder[lo] = s
+                return .replaced
+            }
+            return .discarded
+        }
+        outOfOrder.insert(s, at: lo)
+        return .inserted
+    }
+}
+
+/// Mutable in-memory state of the store, guarded by one lock in `TimeSeriesDB`.
+struct HeadState {
+    var byLabels: [Labels: HeadSeries] = [:]
+    var byID: [SeriesID: HeadSeries] = [:]
+    /// Series that changed since the last checkpoint.
+    var dirtySeries: [SeriesID: HeadSeries] = [:]
+
+    /// Next WAL / chunk sequence number, and the persisted high-water mark below which numbers
+    /// may be handed out without another meta write (allocation in ranges survives restarts).
+    var nextSeq: UInt64 = 1
+    var seqWatermark: UInt64 = 0
+    /// Highest WAL sequence number applied to the head.
+    var lastAppliedSeq: UInt64 = 0
+
+    var totalSeries = 0
+    var minBlock: Int32? = nil
+    var maxBlock: Int32? = nil
+
+    var walBytesSinceCheckpoint = 0
+    var lastCheckpointMs: Int64 = 0
+    /// Set when a store write failed: appends are refused until restart.
+    var failure: String? = nil
+    /// Chunk writes that failed after their samples were made durable in the WAL; retried by
+    /// the next checkpoint, which does not clear the WAL until they are written.
+    var pendingWrites = KVWriteBatch()
+
+    var stats = StorageStatistics()
+
+    mutating func register(_ s: HeadSeries) {
+        byLabels[s.labels] = s
+        byID[s.id] = s
+    }
+
+    mutating func evict(_ s: HeadSeries) {
+        byLabels[s.labels] = nil
+        byID[s.id] = nil
+        dirtySeries[s.id] = nil
+    }
+}

@@ -1,0 +1,148 @@
+import StarlingCore
+
+/// Reads the per-block inverted index (postings keys, see `Keyspace`). Evaluates label matchers
+/// the way Prometheus's `PostingsForMatchers` does: positive matchers intersect, matchers that
+/// accept the empty value (so series *without* the label qualify) subtract the series whose value
+/// they reject, and a selector with only such matchers starts from the block's all-series list.
+/// Values are never scanned for `=` and literal alternations (`=~"a|b"`); other regexes walk the
+/// label's distinct values with a skip-scan (one seek per value), never all postings.
+struct IndexReader {
+    let store: any KeyValueStore
+
+    /// Series IDs of one label pair in a block.
+    func postings(block: Int32, name: String, value: String) throws -> [UInt64] {
+        try collectIDs(prefix: Keyspace.postingsPrefix(block: block, name: name, value: value))
+    }
+
+    /// Every series indexed in a block.
+    func allPostings(block: Int32) throws -> [UInt64] {
+        try collectIDs(prefix: Keyspace.allPostingsPrefix(block: block))
+    }
+
+    private func collectIDs(prefix: [UInt8]) throws -> [UInt64] {
+        let it = try store.makeIterator(lowerBound: prefix, upperBound: Keyspace.prefixEnd(prefix))
+        it.seekToFirst()
+        var ids: [UInt64] = []
+        while it.isValid {
+            ids.append(it.withKey { Keyspace.seriesID(fromPostingKey: $0).rawValue })
+            it.next()
+        }
+        try it.checkError()
+        return ids
+    }
+
+    /// Walks the distinct values of `name` in `block`; for each value `body` returns whether its
+    /// postings are wanted; returns the union of the wanted postings.
+    func postings(block: Int32, name: String, where wanted: (String) -> Bool) throws -> [UInt64] {
+        let prefix = Keyspace.postingsNamePrefix(block: block, name: name)
+        let it = try store.makeIterator(lowerBound: prefix, upperBound: Keyspace.prefixEnd(prefix))
+        it.seekToFirst()
+        var ids: [UInt64] = []
+        var sorted = true
+        var last: UInt64 = 0
+        while it.isValid {
+            // key = prefix | value | 00 | id(8)
+            let (valueBytes, keyCount) = it.withKey { k in (Array(k[prefix.count..<(k.count - 9)]), k.count) }
+            _ = keyCount
+            let value = String(decoding: valueBytes, as: UTF8.self)
+            if wanted(value) {
+                var groupPrefix = prefix
+                groupPrefix.append(contentsOf: valueBytes)
+                groupPrefix.append(0)
+                while it.isValid {
+                    let (inGroup, id) = it.withKey { k -> (Bool, UInt64) in
+                        guard k.count == groupPrefix.count + 8, k.starts(with: groupPrefix) else { return (false, 0) }
+                        return (true, Keyspace.seriesID(fromPostingKey: k).rawValue)
+                    }
+                    if !inGroup { break }
+                    if id < last { sorted = false }
+                    last = id
+                    ids.append(id)
+                    it.next()
+                }
+            } else {
+                var skip = prefix
+                skip.append(contentsOf: valueBytes)
+                skip.append(1)
+                it.seek(skip)
+            }
+        }
+        try it.checkError()
+        if !sorted {
+            ids.sort()
+            ids = Postings.dedupSorted(ids)
+        }
+        return ids
+    }
+
+    /// Series matching all `matchers` in `block`.
+    func postings(block: Int32, matchers: [LabelMatcher]) throws -> [UInt64] {
+        var positive: [[UInt64]] = []
+        var negative: [[UInt64]] = []
+        for m in matchers {
+            if m.kind == .regexMatch, m.value == ".*" { continue }  // matches everything
+            if m.matchesEmpty {
+                // Series without the label qualify; drop those whose value m rejects.
+                switch m.kind {
+                case .notEqual:
+                    negative.append(try postings(block: block, name: m.name, value: m.value))
+                case .regexNoMatch:
+                    if let literals = m.pattern?.literalAlternatives {
+                        negative.append(Postings.union(try literals.filter { !$0.isEmpty }.map {
+                            try postings(block: block, name: m.name, value: $0)
+                        }))
+                    } else {
+                        negative.append(try postings(block: block, name: m.name) { !m.matches($0) })
+                    }
+                case .equal, .regexMatch:
+                    negative.append(try postings(block: block, name: m.name) { !m.matches($0) })
+                }
+            } else {
+                if let set = m.setMatches {
+                    let lists = try set.filter { !$0.isEmpty }.map { try postings(block: block, name: m.name, value: $0) }
+                    positive.append(Postings.union(lists))
+                } else {
+                    positive.append(try postings(block: block, name: m.name) { m.matches($0) })
+                }
+                if positive.last!.isEmpty { return [] }
+            }
+        }
+        var result = positive.isEmpty ? try allPostings(block: block) : Postings.intersect(positive)
+        for n in negative where !result.isEmpty {
+            result = Postings.subtract(result, n)
+        }
+        return result
+    }
+
+    /// Distinct label names indexed in `block` (skip-scan: one seek per name).
+    func labelNames(block: Int32) throws -> [String] {
+        let prefix = Keyspace.postingsBlockPrefix(block: block)
+        let it = try store.makeIterator(lowerBound: prefix, upperBound: Keyspace.prefixEnd(prefix))
+        it.seekToFirst()
+        var names: [String] = []
+        while it.isValid {
+            let nameBytes: [UInt8] = it.withKey { k in
+                var end = prefix.count
+                while end < k.count && k[end] != 0 { end += 1 }
+                return Array(k[prefix.count..<end])
+            }
+            if !nameBytes.isEmpty { names.append(String(decoding: nameBytes, as: UTF8.self)) }
+            var skip = prefix
+            skip.append(contentsOf: nameBytes)
+            skip.append(1)
+            it.seek(skip)
+        }
+        try it.checkError()
+        return names
+    }
+
+    /// Distinct values of label `name` in `block` (skip-scan: one seek per value).
+    func labelValues(block: Int32, name: String) throws -> [String] {
+        var values: [String] = []
+        _ = try postings(block: block, name: name) { v in
+            values.append(v)
+            return false
+        }
+        return values
+    }
+}

@@ -1,0 +1,198 @@
+import StarlingCore
+
+extension TimeSeriesDB {
+    /// Blocks to consult for `[startMs, endMs]`, clamped to the blocks that hold data and to the
+    /// retention period (an unbounded range must not walk millions of empty days).
+    func blocks(startMs: Int64, endMs: Int64) -> ClosedRange<Int32>? {
+        let (minBlock, maxBlock) = head.withLock { ($0.minBlock, $0.maxBlock) }
+        guard let minBlock, let maxBlock, startMs <= endMs else { return nil }
+        let lo = max(Keyspace.block(ofMs: max(startMs, -Self.maxTimestampMs)), minBlock)
+        let hi = min(Keyspace.block(ofMs: min(endMs, Self.maxTimestampMs)), maxBlock)
+        return lo <= hi ? lo...hi : nil
+    }
+
+    /// Series IDs matching `matchers` in any block of the range, optionally limited to shards.
+    func postings(_ matchers: [LabelMatcher], startMs: Int64, endMs: Int64, shards: Set<ShardID>?) throws -> [UInt64] {
+        guard let range = blocks(startMs: startMs, endMs: endMs) else { return [] }
+        let index = IndexReader(store: store)
+        var ids: [UInt64] = []
+        for b in range {
+            let p = try index.postings(block: b, matchers: matchers)
+            ids = ids.isEmpty ? p : Postings.union(ids, p)
+        }
+        if let shards {
+            ids = ids.filter { shards.contains(SeriesID(rawValue: $0).shard) }
+        }
+        return ids
+    }
+
+    /// Label sets of `ids`, from the head when resident, else from the store.
+    func labels(for ids: [UInt64]) throws -> [(SeriesID, Labels)] {
+        var out: [(SeriesID, Labels)] = []
+        out.reserveCapacity(ids.count)
+        var missing: [SeriesID] = []
+        head.withLock { h in
+            for raw in ids {
+                let id = SeriesID(rawValue: raw)
+                if let s = h.byID[id] { out.append((id, s.labels)) } else { missing.append(id) }
+            }
+        }
+        for id in missing {
+            guard let bytes = try store.get(Keyspace.seriesKey(id)) else { continue }  // deleted by retention meanwhile
+            out.append((id, try Labels.validatingCanonicalBytes(bytes)))
+        }
+        return out
+    }
+
+    /// The chunks of series `id` overlapping `[startMs, endMs]`: head chunks first, then the
+    /// store's (see the read-path note on `TimeSeriesDB`). `iterator` caches the store iterator
+    /// across calls of one query.
+    func chunks(of id: SeriesID, startMs: Int64, endMs: Int64, iterator: inout (any KVIterator)?) throws -> [EncodedChunk] {
+        var out: [EncodedChunk] = head.withLock { h in
+            guard let s = h.byID[id] else { return [] }
+            var c: [EncodedChunk] = []
+            if let open = s.open, open.maxTimeMs >= startMs, open.minTimeMs <= endMs { c.append(open.snapshot()) }
+            let ooo = s.outOfOrder.filter { $0.timestampMs >= startMs && $0.timestampMs <= endMs }
+            if !ooo.isEmpty { c += ChunkOps.encode(ooo, maxPerChunk: Int.max) }
+            return c
+        }
+        guard let range = blocks(startMs: startMs, endMs: endMs) else { return out }
+        let it: any KVIterator
+        if let cached = iterator {
+            it = cached
+        } else {
+            // One iterator over the chunk keyspace serves every series and block of a query.
+            it = try store.makeIterator(lowerBound: [Keyspace.chunkPrefix], upperBound: [Keyspace.chunkPrefix + 1])
+            iterator = it
+        }
+        for b in range {
+            let prefix = Keyspace.chunkSeriesBlockPrefix(id: id, block: b)
+            it.seek(prefix)
+            while it.isValid {
+                let parts: Keyspace.ChunkKeyParts? = it.withKey { k in
+                    k.starts(with: prefix) ? Keyspace.parseChunkKey(k) : nil
+                }
+                guard let parts else { break }
+                if parts.minTimeMs > endMs { break }
+                let chunk = try Keyspace.decodeChunkValue(it.value, minTimeMs: parts.minTimeMs)
+                if chunk.maxTimeMs >= startMs { out.append(chunk) }
+                it.next()
+            }
+            try it.checkError()
+        }
+        return out
+    }
+
+    // MARK: - Querier
+
+    public func select(_ matchers: [LabelMatcher], hints: SelectHints) async throws -> any SeriesSet {
+        let ids = try postings(matchers, startMs: hints.startMs, endMs: hints.endMs, shards: hints.shards)
+        var items = try labels(for: ids).filter { matchers.matches($0.1) }
+        items.sort { $0.1 < $1.1 }
+        return LocalSeriesSet(db: self, items: items, startMs: hints.startMs, endMs: hints.endMs, limit: hints.limit)
+    }
+
+    public func series(_ matcherSets: [[LabelMatcher]], startMs: Int64, endMs: Int64, limit: Int?) async throws -> QueryResult<[Labels]> {
+        var ids: [UInt64] = []
+        for set in matcherSets.isEmpty ? [[]] : matcherSets {
+            ids = Postings.union(ids, try postings(set, startMs: startMs, endMs: endMs, shards: nil))
+        }
+        var found: [Labels] = []
+        var iterator: (any KVIterator)? = nil
+        for (id, labels) in try labels(for: ids) {
+            guard matcherSets.isEmpty || matcherSets.contains(where: { $0.matches(labels) }) else { continue }
+            if try !chunks(of: id, startMs: startMs, endMs: endMs, iterator: &iterator).isEmpty { found.append(labels) }
+        }
+        found.sort()
+        var warnings: [String] = []
+        if let limit, found.count > limit {
+            found.removeLast(found.count - limit)
+            warnings.append("results truncated due to limit")
+        }
+        return QueryResult(found, warnings: warnings)
+    }
+
+    public func labelNames(_ matcherSets: [[LabelMatcher]], startMs: Int64, endMs: Int64, limit: Int?) async throws -> QueryResult<[String]> {
+        var names = Set<String>()
+        if matcherSets.isEmpty {
+            if let range = blocks(startMs: startMs, endMs: endMs) {
+                let index = IndexReader(store: store)
+                for b in range { names.formUnion(try index.labelNames(block: b)) }
+            }
+        } else {
+            for set in matcherSets {
+                let ids = try postings(set, startMs: startMs, endMs: endMs, shards: nil)
+                for (_, l) in try labels(for: ids) { for label in l.array { names.insert(label.name) } }
+            }
+        }
+        return Self.sortedLimited(names, limit)
+    }
+
+    public func labelValues(_ name: String, _ matcherSets: [[LabelMatcher]], startMs: Int64, endMs: Int64, limit: Int?) async throws -> QueryResult<[String]> {
+        var values = Set<String>()
+        if matcherSets.isEmpty {
+            if let range = blocks(startMs: startMs, endMs: endMs) {
+                let index = IndexReader(store: store)
+                for b in range { values.formUnion(try index.labelValues(block: b, name: name)) }
+            }
+        } else {
+            for set in matcherSets {
+                let ids = try postings(set, startMs: startMs, endMs: endMs, shards: nil)
+                for (_, l) in try labels(for: ids) { if let v = l.get(name) { values.insert(v) } }
+            }
+        }
+        return Self.sortedLimited(values, limit)
+    }
+
+    static func sortedLimited(_ set: Set<String>, _ limit: Int?) -> QueryResult<[String]> {
+        var out = set.sorted(by: utf8Less)
+        var warnings: [String] = []
+        if let limit, out.count > limit {
+            out.removeLast(out.count - limit)
+            warnings.append("results truncated due to limit")
+        }
+        return QueryResult(out, warnings: warnings)
+    }
+}
+
+/// Streams the series of one `select`, reading each series' chunks when it is reached. Series
+/// without samples in the range (the index is per day) are skipped.
+final class LocalSeriesSet: SeriesSet, @unchecked Sendable {
+    // @unchecked: consumed by one task at a time, as the SeriesSet contract says.
+    private let db: TimeSeriesDB
+    private let items: [(SeriesID, Labels)]
+    private let startMs: Int64
+    private let endMs: Int64
+    private let limit: Int?
+    private var index = 0
+    private var returned = 0
+    private var iterator: (any KVIterator)? = nil
+    private(set) var warnings: [String] = []
+
+    init(db: TimeSeriesDB, items: [(SeriesID, Labels)], startMs: Int64, endMs: Int64, limit: Int?) {
+        self.db = db
+        self.items = items
+        self.startMs = startMs
+        self.endMs = endMs
+        self.limit = limit
+    }
+
+    func next() async throws -> SeriesChunks? {
+        while index < items.count {
+            try Task.checkCancellation()
+            let (id, labels) = items[index]
+            index += 1
+            let chunks = try db.chunks(of: id, startMs: startMs, endMs: endMs, iterator: &iterator)
+            if chunks.isEmpty { continue }
+            if let limit, returned >= limit {
+                warnings.append("results truncated due to limit of \(limit) series")
+                index = items.count
+                return nil
+            }
+            returned += 1
+            return SeriesChunks(labels: labels, chunks: chunks)
+        }
+        iterator = nil
+        return nil
+    }
+}

@@ -1,0 +1,143 @@
+import StarlingCore
+import StarlingTestKit
+import Testing
+
+@testable import StarlingStorage
+
+/// A seeded, model-based test of the whole store: random appends (in order, out of order,
+/// duplicates, conflicting values, day boundaries), checkpoints, maintenance (compaction,
+/// eviction), injected write failures and crashes with restart — after every step the store
+/// must answer exactly what a trivial reference model holds. A failure prints its seed; set
+/// `STARLING_MODEL_SEED` to replay it and `STARLING_MODEL_RUNS` for a longer sweep.
+@Suite struct ModelTests {
+    struct Model {
+        var series: [Labels: [Int64: Double]] = [:]
+
+        mutating func add(_ labels: Labels, _ s: Sample) {
+            if let e = series[labels]?[s.timestampMs] {
+                if HeadSeries.wins(s.value, over: e) { series[labels]![s.timestampMs] = s.value }
+            } else {
+                series[labels, default: [:]][s.timestampMs] = s.value
+            }
+        }
+
+        func samples(_ labels: Labels, _ start: Int64, _ end: Int64) -> [Sample] {
+            (series[labels] ?? [:]).filter { $0.key >= start && $0.key <= end }.sorted { $0.key < $1.key }.map { Sample($0.key, $0.value) }
+        }
+    }
+
+    static var seeds: [UInt64] {
+        if let s = ProcessInfoLite.env("STARLING_MODEL_SEED"), let v = UInt64(s) { return [v] }
+        let runs = ProcessInfoLite.env("STARLING_MODEL_RUNS").flatMap { Int($0) } ?? 6
+        return (0..<UInt64(runs)).map { 1000 + $0 }
+    }
+
+    @Test(arguments: ModelTests.seeds)
+    func storeMatchesModel(seed: UInt64) async throws {
+        var rng = SeededRandom(seed: seed)
+        var options = TimeSeriesDB.Options()
+        options.maxSamplesPerChunk = 16
+        options.maxOutOfOrderBuffer = 8
+        options.maxSamplesPerCompactedChunk = 40
+        options.checkpointIntervalMs = 10 * Millis.minute
+        options.compactionDelayMs = 10 * Millis.minute
+        options.shardLayout = ShardLayout(shardCount: 8)
+        var now = t0 - t0 % Millis.day + 20 * Millis.hour  // close to a day boundary
+        var kv = MemoryKV()
+        var db = try TimeSeriesDB(store: kv, options: options, nowMs: now)
+        var model = Model()
+        let universe: [Labels] = (0..<12).map { i in
+            var b = LabelsBuilder()
+            b.set("__name__", i % 3 == 0 ? "cpu" : "mem")
+            b.set("host", "h\(i % 4)")
+            if i % 2 == 0 { b.set("env", i % 4 == 0 ? "prod" : "dev") }
+            return b.build()
+        }
+        var lastT: [Labels: Int64] = [:]
+
+        func check(_ step: Int, _ what: String) async throws {
+            let start = now - 3 * Millis.day
+            let end = now + Millis.day
+            let matcherSets: [[LabelMatcher]] = [
+                [try LabelMatcher(.regexMatch, "__name__", ".+")],
+                [.eq("__name__", "cpu")],
+                [.eq("env", "")],
+                [try LabelMatcher(.notEqual, "env", "prod"), try LabelMatcher(.regexMatch, "host", "h[12]")],
+            ]
+            for m in matcherSets {
+                let got = try await read(db, m, start, end)
+                let want = model.series.keys.filter { m.matches($0) && !model.samples($0, start, end).isEmpty }
+                #expect(Set(got.keys) == Set(want), "seed \(seed) step \(step) after \(what): series for \(m)")
+                for l in want {
+                    let ok = bitwiseEqual(got[l] ?? [], model.samples(l, start, end))
+                    #expect(ok, "seed \(seed) step \(step) after \(what): samples of \(l)")
+                    if !ok { return }
+                }
+            }
+        }
+
+        for step in 0..<300 {
+            let op = Int.random(in: 0..<100, using: &rng)
+            switch op {
+            case 0..<70:
+                // An append of a few series.
+                var batch: [SeriesSamples] = []
+                for _ in 0..<Int.random(in: 1...4, using: &rng) {
+                    let l = universe.randomElement(using: &rng)!
+                    var ss: [Sample] = []
+                    for _ in 0..<Int.random(in: 1...5, using: &rng) {
+                        let kind = Int.random(in: 0..<10, using: &rng)
+                        let last = lastT[l] ?? (now - Millis.hour)
+                        let t: Int64
+                        switch kind {
+                        case 0..<6: t = last + Int64.random(in: 1...30_000, using: &rng)
+                        case 6..<8: t = last - Int64.random(in: 0...Millis.hour, using: &rng)
+                        default: t = model.series[l]?.keys.randomElement(using: &rng) ?? last + 1
+                        }
+                        let v: Double = Int.random(in: 0..<20, using: &rng) == 0 ? StaleMarker.value : Double(Int.random(in: 0..<50, using: &rng)) / 4
+                        ss.append(Sample(t, v))
+                        lastT[l] = max(lastT[l] ?? t, t)
+                    }
+                    batch.append(SeriesSamples(labels: l, samples: ss))
+                }
+                if Int.random(in: 0..<25, using: &rng) == 0 {
+                    kv.failWrites = true
+                    #expect(throws: StorageError.self) { _ = try db.append(batch, nowMs: now) }
+                    kv.failWrites = false
+                    // The store refuses further writes until a restart.
+                    kv = kv.crash()
+                    db = try TimeSeriesDB(store: kv, options: options, nowMs: now)
+                    try await check(step, "failed write + restart")
+                } else {
+                    let r = try db.append(batch, nowMs: now)
+                    #expect(r.rejected.isEmpty, "seed \(seed) step \(step): \(r.rejected)")
+                    for s in batch { for x in s.samples { model.add(s.labels, x) } }
+                }
+            case 70..<80:
+                now += Int64.random(in: 0...(3 * Millis.hour), using: &rng)
+            case 80..<88:
+                _ = try db.maintenance(nowMs: now)
+            case 88..<92:
+                try db.checkpoint(nowMs: now)
+            default:
+                kv = kv.crash()
+                db = try TimeSeriesDB(store: kv, options: options, nowMs: now)
+                #expect(db.recovery.corruptRecords == 0)
+            }
+            if step % 10 == 0 || op >= 92 { try await check(step, "op \(op)") }
+        }
+        try await check(300, "end")
+    }
+}
+
+/// Environment access without Foundation in test helpers.
+enum ProcessInfoLite {
+    static func env(_ name: String) -> String? {
+        guard let p = getenv(name) else { return nil }
+        return String(cString: p)
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

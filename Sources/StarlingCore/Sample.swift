@@ -34,7 +34,7 @@ public func formatSampleValue(_ v: Double) -> String {
     if v.isNaN { return "NaN" }
     if v == .infinity { return "+Inf" }
     if v == -.infinity { return "-Inf" }
-    if v == v.rounded(), abs(v) < 1e21 {
+    if v == v.rounded(), abs(v) < 1e21, !(v == 0 && v.sign == .minus) {
         // Integral values print without a fraction or exponent.
         if abs(v) < 9.007_199_254_740_992e15 { return String(Int64(v)) }
     }

@@ -1,0 +1,167 @@
+import StarlingCore
+import StarlingTestKit
+import Testing
+
+@Suite struct XXH64Tests {
+    // Reference values from the Python `xxhash` package (the C reference implementation).
+    @Test(arguments: [
+        ([UInt8](), UInt64(0), UInt64(0xef46db3751d8e999)),
+        ([UInt8](), 12345, 0x95584af7701f808d),
+        (Array("a".utf8), 0, 0xd24ec4f1a98c6e5b),
+        (Array("abc".utf8), 0, 0x44bc2cf5ad770999),
+        (Array("abc".utf8), 12345, 0x1700e64f6f23509),
+        (Array("0123456789abcdef0123456789abcdef!".utf8), 0, 0x8afff4daac4e677e),
+        (Array("0123456789abcdef0123456789abcdef!".utf8), 12345, 0x6542508015c15f85),
+        ((0..<100).map { UInt8($0) }, 0, 0x6ac1e58032166597),
+        ((0..<100).map { UInt8($0) }, 12345, 0x28ba1ae2de4de27),
+    ])
+    func matchesReference(input: [UInt8], seed: UInt64, expected: UInt64) {
+        #expect(XXH64.hash(input, seed: seed) == expected)
+    }
+}
+
+@Suite struct LabelsTests {
+    @Test func canonicalFormIsSortedWithoutEmptyValues() {
+        let a = Labels(["b": "2", "a": "1", "c": ""])
+        #expect(a.array == [Label("a", "1"), Label("b", "2")])
+        #expect(a == Labels(["a": "1", "b": "2"]))
+        #expect(a.bytes == [1, 0x61, 1, 0x31, 1, 0x62, 1, 0x32])
+        #expect(a.get("a") == "1")
+        #expect(a.get("c") == nil)
+        #expect(a.count == 2)
+    }
+
+    @Test func identityIsBytewiseNotUnicodeEquivalence() {
+        let composed = Labels(["n": "\u{e9}"])
+        let decomposed = Labels(["n": "e\u{301}"])
+        #expect(composed != decomposed)
+        #expect(composed.stableHash != decomposed.stableHash)
+    }
+
+    @Test func validatesUntrustedBytes() throws {
+        let good = Labels(["a": "1", "b": "2"])
+        #expect(try Labels.validatingCanonicalBytes(good.bytes) == good)
+        #expect(throws: DecodeError.self) { try Labels.validatingCanonicalBytes([1, 0x62, 1, 0x32, 1, 0x61, 1, 0x31]) }  // unsorted
+        #expect(throws: DecodeError.self) { try Labels.validatingCanonicalBytes([5, 0x61]) }  // truncated
+        #expect(throws: DecodeError.self) { try Labels.validatingCanonicalBytes([1, 0x61, 0]) }  // empty value
+        #expect(throws: DecodeError.self) { try Labels.validatingCanonicalBytes([0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01]) }
+    }
+
+    @Test func orderFollowsPrometheus() {
+        let x = Labels(["__name__": "a", "job": "x"])
+        let y = Labels(["__name__": "a", "job": "y"])
+        let z = Labels(["__name__": "a"])
+        #expect(z < x && x < y)
+        #expect(Labels.compare(x, x) == 0)
+        #expect(Labels(["a": "1", "b": "1"]) < Labels(["a": "1", "c": "1"]))
+        #expect(Labels(["aa": "1"]) > Labels(["a": "2"]))
+    }
+
+    @Test func manipulation() {
+        let l = Labels(["__name__": "up", "job": "x", "instance": "i"])
+        #expect(l.droppingMetricName == Labels(["job": "x", "instance": "i"]))
+        #expect(l.keeping(["job"]) == Labels(["job": "x"]))
+        #expect(l.setting("job", "") == Labels(["__name__": "up", "instance": "i"]))
+        #expect(l.setting("zone", "z") .get("zone") == "z")
+        #expect(l.description == #"up{instance="i", job="x"}"#)
+    }
+
+    @Test func nameSyntax() {
+        #expect(isValidLabelName("job_1"))
+        #expect(!isValidLabelName("1job"))
+        #expect(!isValidLabelName("a:b"))
+        #expect(!isValidLabelName(""))
+        #expect(isValidMetricName("a:b_c"))
+        #expect(!isValidMetricName("a-b"))
+    }
+}
+
+@Suite struct SeriesIDTests {
+    @Test func shardIsHashModuloCountAndLeadsTheID() {
+        let layout = ShardLayout.default
+        let l = Labels(["__name__": "up", "job": "x"])
+        let h = l.stableHash
+        #expect(layout.shard(for: l).rawValue == UInt16(h % 1024))
+        let id = layout.preferredSeriesID(forHash: h)
+        #expect(id.shard == layout.shard(for: l))
+        #expect(id.low == h >> 16 & 0xFFFF_FFFF_FFFF)
+        #expect(id.nextProbe.shard == id.shard)
+    }
+
+    @Test func shardsAreBalanced() {
+        var rng = SeededRandom(seed: 7)
+        var counts = [Int](repeating: 0, count: 64)
+        let layout = ShardLayout(shardCount: 64)
+        for _ in 0..<64_000 {
+            let l = Labels(["__name__": "m", "instance": String(rng.next())])
+            counts[Int(layout.shard(for: l).rawValue)] += 1
+        }
+        #expect(counts.min()! > 850 && counts.max()! < 1150)
+    }
+}
+
+@Suite struct MatcherTests {
+    @Test func regexIsAnchoredAndDotMatchesNewline() throws {
+        let m = try LabelMatcher(.regexMatch, "a", "fo+")
+        #expect(m.matches("foo"))
+        #expect(!m.matches("xfoo"))
+        #expect(!m.matches("foox"))
+        #expect(try LabelMatcher(.regexMatch, "a", "a.b").matches("a\nb"))
+        #expect(try LabelMatcher(.regexMatch, "a", "(?i)ABC").matches("abc"))
+    }
+
+    @Test func fastPathsAgreeWithTheRegexEngine() throws {
+        for (pattern, inputs) in [
+            (".*", ["", "x", "\n"]), (".+", ["", "x"]), ("a|b|", ["a", "b", "", "c", "ab"]),
+            ("foo.*", ["foo", "foobar", "fo", "xfoo"]), (#"a\.b"#, ["a.b", "axb"]),
+        ] {
+            let m = try LabelMatcher(.regexMatch, "n", pattern)
+            let slow = try Regex("^(?s:" + pattern + ")$")
+            for s in inputs { #expect(m.matches(s) == ((try? slow.wholeMatch(in: s)) != nil), "\(pattern) on \(s)") }
+        }
+        #expect(try LabelMatcher(.regexMatch, "n", "a|b").setMatches == ["a", "b"])
+        #expect(try LabelMatcher(.regexMatch, "n", "a.*").setMatches == nil)
+    }
+
+    @Test func invalidRegexIsAnError() {
+        #expect(throws: MatcherError.self) { try LabelMatcher(.regexMatch, "a", "(") }
+    }
+
+    @Test func emptyMatching() throws {
+        #expect(try LabelMatcher(.notEqual, "a", "x").matchesEmpty)
+        #expect(!(try LabelMatcher(.notEqual, "a", "").matchesEmpty))
+        #expect(try LabelMatcher(.regexNoMatch, "a", ".+").matchesEmpty)
+        #expect(!(try LabelMatcher(.regexMatch, "a", ".+").matchesEmpty))
+    }
+}
+
+@Suite struct FormattingTests {
+    @Test(arguments: [
+        (0.1, "0.1"), (1e-7, "0.0000001"), (1.5e20, "150000000000000000000"), (1e21, "1000000000000000000000"),
+        (123.456, "123.456"), (-0.0, "-0"), (0.0, "0"), (100.0, "100"), (0.000123, "0.000123"), (-2.5, "-2.5"),
+        (Double.nan, "NaN"), (Double.infinity, "+Inf"), (-Double.infinity, "-Inf"), (1e15, "1000000000000000"),
+        (1234567890123456789.0, "1234567890123456800"),
+    ])
+    func goFormatFloatF(value: Double, expected: String) {
+        #expect(formatSampleValue(value) == expected)
+    }
+
+    @Test func staleMarkerIsASpecificNaN() {
+        #expect(StaleMarker.value.isNaN)
+        #expect(StaleMarker.isStale(StaleMarker.value))
+        #expect(!StaleMarker.isStale(.nan))
+    }
+
+    @Test func varintsRoundTrip() throws {
+        var rng = SeededRandom(seed: 3)
+        var b: [UInt8] = []
+        var values: [Int64] = [0, 1, -1, .max, .min]
+        for _ in 0..<1000 { values.append(Int64(bitPattern: rng.next()) >> Int64.random(in: 0..<63, using: &rng)) }
+        for v in values { b.appendVarint(v) }
+        var r = ByteReader(b)
+        for v in values { #expect(try r.readVarint() == v) }
+        #expect(r.isAtEnd)
+        var bad = ByteReader([0x80, 0x80])
+        #expect(throws: DecodeError.self) { try bad.readUVarint() }
+    }
+}

@@ -1,3 +1,0 @@
-import CLZ4
-import CSnappy
-import CompressNIO

@@ -19,64 +19,28 @@ import StarlingCore
 /// - Samples outside the timestamp window are rejected one by one; the rest of the line is kept.
 /// - Empty lines are skipped; `\r\n` works.
 public struct JSONImportParser {
-    public let nowMs: Int64
-    public let limits: IngestLimits
-    private let rules: LabelRules
-    private let window: ClosedRange<Int64>
-    private var splitter: LineSplitter
-    private var acc: ResultAccumulator
-    private var builder = SeriesLabelsBuilder()
-    private var values: [Double] = []
-    private var timestamps: [Int64] = []
-    private var keyScratch: [UInt8] = []
-    private var takenSamples = 0
-    private var finished = false
+    private var stream: LineStream<JSONImportLineHandler>
 
     /// Deepest nesting accepted inside ignored members (bounds the skipper's recursion).
     static let maxDepth = 64
 
     public init(nowMs: Int64, limits: IngestLimits = .default, namePolicy: NamePolicy = .reject, enricher: Enricher = .none) {
-        self.nowMs = nowMs
-        self.limits = limits
-        self.rules = LabelRules(limits: limits, namePolicy: namePolicy, enricher: enricher)
-        self.window = limits.timestampWindow(nowMs: nowMs)
-        self.splitter = LineSplitter(maxLineBytes: limits.maxImportLineBytes)
-        self.acc = ResultAccumulator(maxReportedErrors: limits.maxReportedErrors)
+        stream = LineStream(
+            maxLineBytes: limits.maxImportLineBytes,
+            handler: JSONImportLineHandler(nowMs: nowMs, limits: limits, namePolicy: namePolicy, enricher: enricher))
     }
 
-    public mutating func feed(_ bytes: UnsafeRawBufferPointer) {
-        precondition(!finished, "feed after finish")
-        var s = LineSplitter(maxLineBytes: 0)
-        swap(&s, &splitter)
-        s.feed(bytes) { event in self.handle(event) }
-        swap(&s, &splitter)
-    }
+    public mutating func feed(_ bytes: UnsafeRawBufferPointer) { stream.feed(bytes) }
 
     public mutating func feed(_ bytes: [UInt8]) {
-        bytes.withUnsafeBytes { feed($0) }
+        bytes.withUnsafeBytes { stream.feed($0) }
     }
 
     /// Hands out the series decoded so far (see `LineProtocolParser.takeSeries`).
-    public mutating func takeSeries() -> [SeriesSamples] {
-        let (merged, dropped) = BatchDeduplicator.mergeAndDeduplicate(acc.result.series)
-        acc.result.series.removeAll()
-        acc.result.duplicateSamplesDropped += dropped
-        for s in merged { takenSamples += s.samples.count }
-        return merged
-    }
+    public mutating func takeSeries() -> [SeriesSamples] { stream.takeSeries() }
 
-    public mutating func finish() -> IngestResult {
-        precondition(!finished, "finish called twice")
-        finished = true
-        var s = LineSplitter(maxLineBytes: 0)
-        swap(&s, &splitter)
-        s.finish { event in self.handle(event) }
-        swap(&s, &splitter)
-        acc.result.lines = splitter.completedLines
-        var r = acc.finalize()
-        r.acceptedSamples += takenSamples
-        return r
-    }
+    /// Parses the final unterminated line and returns the result for the whole body.
+    public mutating func finish() -> IngestResult { stream.finish() }
 
     public static func parse(
         _ body: [UInt8], nowMs: Int64, limits: IngestLimits = .default, namePolicy: NamePolicy = .reject,
@@ -87,15 +51,31 @@ public struct JSONImportParser {
         return p.finish()
     }
 
-    private mutating func handle(_ event: LineSplitter.Event) {
-        switch event {
-        case .line(let line, let number):
-            parseLine(line, number: number)
-        case .tooLong(let number, _):
-            acc.reject(
-                .lineTooLong, samples: 1, location: IngestLocation(line: number),
-                message: "line exceeds the limit of \(limits.maxImportLineBytes) bytes; skipped")
-        }
+    typealias LineError = JSONImportLineHandler.LineError
+}
+
+/// Parses one JSON import line at a time into the accumulator.
+struct JSONImportLineHandler: LineHandler {
+    let limits: IngestLimits
+    private let rules: LabelRules
+    private let window: ClosedRange<Int64>
+    var acc: ResultAccumulator
+    private var builder = SeriesLabelsBuilder()
+    private var values: [Double] = []
+    private var timestamps: [Int64] = []
+    private var keyScratch: [UInt8] = []
+
+    init(nowMs: Int64, limits: IngestLimits, namePolicy: NamePolicy, enricher: Enricher) {
+        self.limits = limits
+        self.rules = LabelRules(limits: limits, namePolicy: namePolicy, enricher: enricher)
+        self.window = limits.timestampWindow(nowMs: nowMs)
+        self.acc = ResultAccumulator(maxReportedErrors: limits.maxReportedErrors)
+    }
+
+    mutating func handleTooLong(number: Int) {
+        acc.reject(
+            .lineTooLong, samples: 1, location: IngestLocation(line: number),
+            message: "line exceeds the limit of \(limits.maxImportLineBytes) bytes; skipped")
     }
 
     struct LineError: Error {
@@ -104,7 +84,7 @@ public struct JSONImportParser {
         var message: String
     }
 
-    private mutating func parseLine(_ p: UnsafeRawBufferPointer, number: Int) {
+    mutating func handle(line p: UnsafeRawBufferPointer, number: Int) {
         var i = 0
         while i < p.count, JSONReader.isSpace(p[i]) { i += 1 }
         if i == p.count { return }
@@ -250,14 +230,7 @@ public struct JSONImportParser {
     }
 
     private mutating func parseValues(_ r: inout JSONReader) throws(LineError) {
-        try r.expect(0x5B, "'[' to start the \"values\" array")
-        r.skipSpace()
-        if r.peek() == 0x5D {
-            r.i += 1
-            return
-        }
-        while true {
-            r.skipSpace()
+        try r.forEachArrayElement(name: "values") { (r: inout JSONReader) throws(LineError) in
             let col = r.i + 1
             let c = r.peek()
             if c == 0x22 {
@@ -277,29 +250,15 @@ public struct JSONImportParser {
                 guard !tok.isEmpty, let v = NumberParsing.parseDouble(tok, allowSpecial: false) else {
                     throw LineError(
                         reason: .invalidValue, column: col,
-                        message: "value at position \(values.count) is not a number: \(quoteForError(r.tokenForError()))")
+                        message: "value at position \(values.count) is not a number: \(quoteForError(r.tokenForError(at: col - 1)))")
                 }
                 values.append(v)
             }
-            r.skipSpace()
-            if r.peek() == 0x2C {
-                r.i += 1
-                continue
-            }
-            try r.expect(0x5D, "',' or ']' in the \"values\" array")
-            return
         }
     }
 
     private mutating func parseTimestamps(_ r: inout JSONReader) throws(LineError) {
-        try r.expect(0x5B, "'[' to start the \"timestamps\" array")
-        r.skipSpace()
-        if r.peek() == 0x5D {
-            r.i += 1
-            return
-        }
-        while true {
-            r.skipSpace()
+        try r.forEachArrayElement(name: "timestamps") { (r: inout JSONReader) throws(LineError) in
             let col = r.i + 1
             let tok = r.scanNumberToken()
             guard !tok.isEmpty, let t = NumberParsing.parseInt64(tok) else {
@@ -308,13 +267,6 @@ public struct JSONImportParser {
                     message: "timestamp at position \(timestamps.count) is not an integer number of milliseconds: \(quoteForError(r.tokenForError(at: col - 1)))")
             }
             timestamps.append(t)
-            r.skipSpace()
-            if r.peek() == 0x2C {
-                r.i += 1
-                continue
-            }
-            try r.expect(0x5D, "',' or ']' in the \"timestamps\" array")
-            return
         }
     }
 
@@ -351,6 +303,29 @@ struct JSONReader {
             throw LineError(reason: .malformedInput, column: i + 1, message: "expected \(what), found \(quoteForError(tokenForError()))")
         }
         i += 1
+    }
+
+    /// Reads `[ e, e, … ]`, calling `element` positioned at each element (whitespace skipped).
+    mutating func forEachArrayElement(
+        name: String, _ element: (inout JSONReader) throws(LineError) -> Void
+    ) throws(LineError) {
+        try expect(0x5B, "'[' to start the \"\(name)\" array")
+        skipSpace()
+        if peek() == 0x5D {
+            i += 1
+            return
+        }
+        while true {
+            skipSpace()
+            try element(&self)
+            skipSpace()
+            if peek() == 0x2C {
+                i += 1
+                continue
+            }
+            try expect(0x5D, "',' or ']' in the \"\(name)\" array")
+            return
+        }
     }
 
     mutating func expectWord(_ w: StaticString) throws(LineError) {

@@ -90,28 +90,12 @@ public struct InfluxNaming: Sendable, Equatable {
 /// - A line is atomic: any error rejects all of its fields, with the line and column.
 /// - Empty lines, lines of whitespace, and lines starting with `#` are skipped; `\r\n` works.
 public struct LineProtocolParser {
-    public let precision: InfluxPrecision
-    public let nowMs: Int64
-    public let limits: IngestLimits
-    public let naming: InfluxNaming
-    private let db: [UInt8]?
-    private let dbLabel: [UInt8]?
-    private let separator: [UInt8]
-    private let window: ClosedRange<Int64>
-    private let rules: LabelRules
+    private var stream: LineStream<InfluxLineHandler>
 
-    private var splitter: LineSplitter
-    private var acc: ResultAccumulator
-    private var builder = SeriesLabelsBuilder()
-    private var fields: [Field] = []
-    private var finished = false
-
-    struct Field {
-        var keyStart: Int
-        var keyEnd: Int
-        var keyEscaped: Bool
-        var value: Double
-    }
+    public var precision: InfluxPrecision { stream.handler.precision }
+    public var nowMs: Int64 { stream.handler.nowMs }
+    public var limits: IngestLimits { stream.handler.limits }
+    public var naming: InfluxNaming { stream.handler.naming }
 
     /// - Parameters:
     ///   - precision: unit of the timestamps in the body.
@@ -123,62 +107,25 @@ public struct LineProtocolParser {
         precision: InfluxPrecision = .nanoseconds, nowMs: Int64, limits: IngestLimits = .default,
         naming: InfluxNaming = InfluxNaming(), db: String? = nil, enricher: Enricher = .none
     ) {
-        self.precision = precision
-        self.nowMs = nowMs
-        self.limits = limits
-        self.naming = naming
-        self.db = (db?.isEmpty ?? true) || naming.dbLabel == nil ? nil : Array(db!.utf8)
-        self.dbLabel = naming.dbLabel.map { Array($0.utf8) }
-        self.separator = Array(naming.measurementFieldSeparator.utf8)
-        self.window = limits.timestampWindow(nowMs: nowMs)
-        self.rules = LabelRules(limits: limits, namePolicy: naming.namePolicy, enricher: enricher)
-        self.splitter = LineSplitter(maxLineBytes: limits.maxInfluxLineBytes)
-        self.acc = ResultAccumulator(maxReportedErrors: limits.maxReportedErrors)
-        fields.reserveCapacity(16)
+        let handler = InfluxLineHandler(
+            precision: precision, nowMs: nowMs, limits: limits, naming: naming, db: db, enricher: enricher)
+        stream = LineStream(maxLineBytes: limits.maxInfluxLineBytes, handler: handler)
     }
 
     /// Parses every complete line in `bytes` (plus the line left incomplete by the previous call).
-    public mutating func feed(_ bytes: UnsafeRawBufferPointer) {
-        precondition(!finished, "feed after finish")
-        // Move the splitter out so its buffer stays uniquely referenced while it calls back.
-        var s = LineSplitter(maxLineBytes: 0)
-        swap(&s, &splitter)
-        s.feed(bytes) { event in self.handle(event) }
-        swap(&s, &splitter)
-    }
+    public mutating func feed(_ bytes: UnsafeRawBufferPointer) { stream.feed(bytes) }
 
     public mutating func feed(_ bytes: [UInt8]) {
-        bytes.withUnsafeBytes { feed($0) }
+        bytes.withUnsafeBytes { stream.feed($0) }
     }
 
     /// Hands out the series decoded so far (not yet merged with later ones: deduplication works
     /// within what one call returns). Counts and errors stay in the parser until `finish`.
-    public mutating func takeSeries() -> [SeriesSamples] {
-        let (merged, dropped) = BatchDeduplicator.mergeAndDeduplicate(acc.result.series)
-        acc.result.series.removeAll()
-        acc.result.duplicateSamplesDropped += dropped
-        var n = 0
-        for s in merged { n += s.samples.count }
-        takenSamples += n
-        return merged
-    }
-
-    private var takenSamples = 0
+    public mutating func takeSeries() -> [SeriesSamples] { stream.takeSeries() }
 
     /// Parses the final unterminated line and returns the result for the whole body (`series`
     /// holds what `takeSeries` did not already hand out; `acceptedSamples` counts everything).
-    public mutating func finish() -> IngestResult {
-        precondition(!finished, "finish called twice")
-        finished = true
-        var s = LineSplitter(maxLineBytes: 0)
-        swap(&s, &splitter)
-        s.finish { event in self.handle(event) }
-        swap(&s, &splitter)
-        acc.result.lines = splitter.completedLines
-        var r = acc.finalize()
-        r.acceptedSamples += takenSamples
-        return r
-    }
+    public mutating func finish() -> IngestResult { stream.finish() }
 
     /// Parses a whole body at once.
     public static func parse(
@@ -189,16 +136,48 @@ public struct LineProtocolParser {
         p.feed(body)
         return p.finish()
     }
+}
 
-    private mutating func handle(_ event: LineSplitter.Event) {
-        switch event {
-        case .line(let line, let number):
-            parseLine(line, number: number)
-        case .tooLong(let number, _):
-            acc.reject(
-                .lineTooLong, samples: 1, location: IngestLocation(line: number),
-                message: "line exceeds the limit of \(limits.maxInfluxLineBytes) bytes; skipped")
-        }
+/// Parses one line protocol line at a time into the accumulator.
+struct InfluxLineHandler: LineHandler {
+    let precision: InfluxPrecision
+    let nowMs: Int64
+    let limits: IngestLimits
+    let naming: InfluxNaming
+    private let db: [UInt8]?
+    private let dbLabel: [UInt8]?
+    private let separator: [UInt8]
+    private let window: ClosedRange<Int64>
+    private let rules: LabelRules
+    var acc: ResultAccumulator
+    private var builder = SeriesLabelsBuilder()
+    private var fields: [Field] = []
+
+    struct Field {
+        var keyStart: Int
+        var keyEnd: Int
+        var keyEscaped: Bool
+        var value: Double
+    }
+
+    init(precision: InfluxPrecision, nowMs: Int64, limits: IngestLimits, naming: InfluxNaming, db: String?, enricher: Enricher) {
+        self.precision = precision
+        self.nowMs = nowMs
+        self.limits = limits
+        self.naming = naming
+        self.db = (db?.isEmpty ?? true) || naming.dbLabel == nil ? nil : Array(db!.utf8)
+        self.dbLabel = naming.dbLabel.map { Array($0.utf8) }
+        self.separator = Array(naming.measurementFieldSeparator.utf8)
+        self.window = limits.timestampWindow(nowMs: nowMs)
+        self.rules = LabelRules(limits: limits, namePolicy: naming.namePolicy, enricher: enricher)
+        self.acc = ResultAccumulator(maxReportedErrors: limits.maxReportedErrors)
+        fields.reserveCapacity(16)
+    }
+
+    mutating func handleTooLong(number: Int) {
+        acc.reject(
+            .lineTooLong, samples: 1, location: IngestLocation(line: number),
+            message: "line exceeds the limit of \(limits.maxInfluxLineBytes) bytes; skipped")
     }
 
     private struct LineError: Error {
@@ -255,7 +234,7 @@ public struct LineProtocolParser {
         }
     }
 
-    private mutating func parseLine(_ p: UnsafeRawBufferPointer, number: Int) {
+    mutating func handle(line p: UnsafeRawBufferPointer, number: Int) {
         let n = p.count
         var i = 0
         while i < n, Self.isSpace(p[i]) { i += 1 }

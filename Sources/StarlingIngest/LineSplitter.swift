@@ -1,3 +1,5 @@
+import StarlingCore
+
 /// Index of the first `byte` in `s[from...]`, or nil. Scans 8 bytes per step (SWAR).
 @inline(__always)
 func findByte(_ byte: UInt8, in s: UnsafeRawBufferPointer, from: Int) -> Int? {
@@ -36,12 +38,7 @@ struct LineSplitter {
         self.maxLineBytes = maxLineBytes
     }
 
-    enum Event {
-        case line(UnsafeRawBufferPointer, number: Int)
-        case tooLong(number: Int, bytesSeen: Int)
-    }
-
-    mutating func feed(_ chunk: UnsafeRawBufferPointer, _ handle: (Event) -> Void) {
+    mutating func feed<H: LineHandler>(_ chunk: UnsafeRawBufferPointer, _ handler: inout H) {
         var start = 0
         let n = chunk.count
         while start < n {
@@ -51,7 +48,7 @@ struct LineSplitter {
                 if skipping {
                     pendingBytes += rest
                 } else if carry.count + rest > maxLineBytes + 1 {  // +1: a trailing \r may follow
-                    handle(.tooLong(number: lineNumber, bytesSeen: carry.count + rest))
+                    handler.handleTooLong(number: lineNumber)
                     pendingBytes = carry.count + rest
                     carry.removeAll(keepingCapacity: false)
                     skipping = true
@@ -64,13 +61,13 @@ struct LineSplitter {
                 skipping = false
                 pendingBytes = 0
             } else if carry.isEmpty {
-                emit(UnsafeRawBufferPointer(rebasing: chunk[start..<nl]), handle)
+                emit(UnsafeRawBufferPointer(rebasing: chunk[start..<nl]), &handler)
             } else {
                 if carry.count + (nl - start) > maxLineBytes + 1 {
-                    handle(.tooLong(number: lineNumber, bytesSeen: carry.count + (nl - start)))
+                    handler.handleTooLong(number: lineNumber)
                 } else {
                     carry.append(contentsOf: UnsafeRawBufferPointer(rebasing: chunk[start..<nl]))
-                    carry.withUnsafeBytes { emit($0, handle) }
+                    carry.withUnsafeBytes { emit($0, &handler) }
                 }
                 carry.removeAll(keepingCapacity: carry.capacity <= 64 * 1024)
             }
@@ -80,11 +77,11 @@ struct LineSplitter {
     }
 
     /// Hands out the final unterminated line, if any.
-    mutating func finish(_ handle: (Event) -> Void) {
+    mutating func finish<H: LineHandler>(_ handler: inout H) {
         if skipping {
             skipping = false
         } else if !carry.isEmpty {
-            carry.withUnsafeBytes { emit($0, handle) }
+            carry.withUnsafeBytes { emit($0, &handler) }
             carry.removeAll()
         } else {
             return
@@ -96,13 +93,61 @@ struct LineSplitter {
     var completedLines: Int { lineNumber - 1 }
 
     @inline(__always)
-    private func emit(_ line: UnsafeRawBufferPointer, _ handle: (Event) -> Void) {
+    private func emit<H: LineHandler>(_ line: UnsafeRawBufferPointer, _ handler: inout H) {
         var l = line
         if let last = l.last, last == 0x0D { l = UnsafeRawBufferPointer(rebasing: l[0..<l.count - 1]) }
         if l.count > maxLineBytes {
-            handle(.tooLong(number: lineNumber, bytesSeen: l.count))
+            handler.handleTooLong(number: lineNumber)
         } else {
-            handle(.line(l, number: lineNumber))
+            handler.handle(line: l, number: lineNumber)
         }
+    }
+}
+
+/// The per-format part of a line-oriented parser.
+protocol LineHandler {
+    var acc: ResultAccumulator { get set }
+    /// Parses one complete line (terminator removed), 1-based `number`.
+    mutating func handle(line: UnsafeRawBufferPointer, number: Int)
+    /// Line `number` exceeded the line limit and was skipped.
+    mutating func handleTooLong(number: Int)
+}
+
+/// What the streaming parsers share: splitting, the result being accumulated, early hand-out.
+/// Splitter and handler are separate stored properties, so the splitter can call the handler
+/// while both are mutated (no copy of the carry buffer, no exclusivity conflict).
+struct LineStream<Handler: LineHandler> {
+    private var splitter: LineSplitter
+    var handler: Handler
+    private var takenSamples = 0
+    private var finished = false
+
+    init(maxLineBytes: Int, handler: Handler) {
+        self.splitter = LineSplitter(maxLineBytes: maxLineBytes)
+        self.handler = handler
+    }
+
+    mutating func feed(_ bytes: UnsafeRawBufferPointer) {
+        precondition(!finished, "feed after finish")
+        splitter.feed(bytes, &handler)
+    }
+
+    /// Series decoded so far, merged and deduplicated among themselves.
+    mutating func takeSeries() -> [SeriesSamples] {
+        let (merged, dropped) = BatchDeduplicator.mergeAndDeduplicate(handler.acc.result.series)
+        handler.acc.result.series.removeAll()
+        handler.acc.result.duplicateSamplesDropped += dropped
+        for s in merged { takenSamples += s.samples.count }
+        return merged
+    }
+
+    mutating func finish() -> IngestResult {
+        precondition(!finished, "finish called twice")
+        finished = true
+        splitter.finish(&handler)
+        handler.acc.result.lines = splitter.completedLines
+        var r = handler.acc.finalize()
+        r.acceptedSamples += takenSamples
+        return r
     }
 }

@@ -108,25 +108,9 @@ enum NumberParsing {
 
     /// `[+-]? digits` into Int64; nil on overflow or bad syntax.
     static func parseInt64(_ s: UnsafeRawBufferPointer) -> Int64? {
-        let n = s.count
-        if n == 0 { return nil }
-        var i = 0
-        var negative = false
-        if s[0] == 0x2D || s[0] == 0x2B {
-            negative = s[0] == 0x2D
-            i = 1
-            if n == 1 { return nil }
-        }
-        var v: UInt64 = 0
-        while i < n {
-            let b = s[i]
-            guard isASCIIDigit(b) else { return nil }
-            let (m, o1) = v.multipliedReportingOverflow(by: 10)
-            let (a, o2) = m.addingReportingOverflow(UInt64(b &- 0x30))
-            if o1 || o2 { return nil }
-            v = a
-            i += 1
-        }
+        guard let f = s.first else { return nil }
+        let negative = f == 0x2D
+        guard let v = digits(s, from: f == 0x2D || f == 0x2B ? 1 : 0) else { return nil }
         if negative {
             if v > UInt64(Int64.max) + 1 { return nil }
             return v == UInt64(Int64.max) + 1 ? Int64.min : -Int64(v)
@@ -136,18 +120,21 @@ enum NumberParsing {
 
     /// `digits` into UInt64 (a leading `+` is accepted); nil on overflow, sign or bad syntax.
     static func parseUInt64(_ s: UnsafeRawBufferPointer) -> UInt64? {
-        var i = 0
-        if let f = s.first, f == 0x2B { i = 1 }
-        if i == s.count { return nil }
+        digits(s, from: s.first == 0x2B ? 1 : 0)
+    }
+
+    /// One or more decimal digits from `from` to the end, into UInt64; nil on overflow or a non-digit.
+    @inline(__always)
+    private static func digits(_ s: UnsafeRawBufferPointer, from: Int) -> UInt64? {
+        if from >= s.count { return nil }
         var v: UInt64 = 0
-        while i < s.count {
+        for i in from..<s.count {
             let b = s[i]
             guard isASCIIDigit(b) else { return nil }
             let (m, o1) = v.multipliedReportingOverflow(by: 10)
             let (a, o2) = m.addingReportingOverflow(UInt64(b &- 0x30))
             if o1 || o2 { return nil }
             v = a
-            i += 1
         }
         return v
     }

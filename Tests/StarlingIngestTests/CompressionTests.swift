@@ -1,8 +1,9 @@
 import StarlingCompression
+import StarlingTestKit
 import Testing
 
 private func randomBytes(_ n: Int, compressible: Bool, seed: UInt64) -> [UInt8] {
-    var rng = SeededGenerator(seed: seed)
+    var rng = SeededRandom(seed: seed)
     if !compressible { return (0..<n).map { _ in UInt8.random(in: 0...255, using: &rng) } }
     let words = ["cpu", "host=", "node-", "1700000000", " usage_idle=", "\n", "99.5"].map { Array($0.utf8) }
     var out: [UInt8] = []
@@ -107,7 +108,7 @@ struct CompressionTests {
     }
 
     @Test func corruptInputsThrowAndNeverCrash() {
-        var rng = SeededGenerator(seed: 5)
+        var rng = SeededRandom(seed: 5)
         let input = randomBytes(20_000, compressible: true, seed: 9)
         let encoded: [(String, [UInt8], ([UInt8]) throws -> [UInt8])] = [
             ("snappy", Snappy.encode(input), { try Snappy.decode($0, maxDecodedBytes: 1 << 20) }),

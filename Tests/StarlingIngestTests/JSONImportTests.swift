@@ -1,4 +1,5 @@
 import StarlingCore
+import StarlingTestKit
 import Testing
 
 @testable import StarlingIngest
@@ -95,7 +96,7 @@ struct JSONImportTests {
         for b in body { p.feed([b]) }
         #expect(sameResult(p.finish(), whole))
 
-        var rng = SeededGenerator(seed: 99)
+        var rng = SeededRandom(seed: 99)
         let alphabet: [UInt8] = Array("{}[]\":,\\u0123456789.eE-+ntfrl \n".utf8) + [0, 0xFF]
         for _ in 0..<2000 {
             var b = body

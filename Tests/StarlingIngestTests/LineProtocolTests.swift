@@ -1,4 +1,5 @@
 import StarlingCore
+import StarlingTestKit
 import Testing
 
 @testable import StarlingIngest
@@ -272,7 +273,7 @@ struct LineProtocolTests {
         var byByte = LineProtocolParser(nowMs: testNowMs, limits: limits, db: "db1")
         for b in bytes { byByte.feed([b]) }
         #expect(sameResult(byByte.finish(), whole))
-        var rng = SeededGenerator(seed: 42)
+        var rng = SeededRandom(seed: 42)
         for _ in 0..<50 {
             var p = LineProtocolParser(nowMs: testNowMs, limits: limits, db: "db1")
             var i = 0
@@ -286,7 +287,7 @@ struct LineProtocolTests {
     }
 
     @Test func garbageNeverCrashes() {
-        var rng = SeededGenerator(seed: 7)
+        var rng = SeededRandom(seed: 7)
         let seed = Array("cpu,host=a\\ b,x=\"y\" f=1.5,g=2i,s=\"a\\\"b\" 1700000000000000000\n".utf8)
         let alphabet: [UInt8] = Array(" ,=\\\"\n\r#iu.-+eE0123456789tfTFx".utf8) + [0, 0xFF, 0xC3]
         for _ in 0..<2000 {

@@ -1,5 +1,6 @@
 import StarlingCore
 import StarlingProto
+import StarlingTestKit
 import SwiftProtobuf
 import Testing
 
@@ -43,7 +44,7 @@ private func putVarint(_ v: UInt64, _ out: inout [UInt8]) {
 }
 
 /// Random unknown fields of every wire type (field numbers above those the messages declare).
-private func unknownFields(_ rng: inout SeededGenerator) -> [UInt8] {
+private func unknownFields(_ rng: inout SeededRandom) -> [UInt8] {
     var out: [UInt8] = []
     for _ in 0..<Int.random(in: 0...3, using: &rng) {
         let field = UInt64(Int.random(in: 5...2000, using: &rng))
@@ -146,7 +147,7 @@ private struct Reference {
 // MARK: - Random requests
 
 private struct RequestGenerator {
-    var rng: SeededGenerator
+    var rng: SeededRandom
     var withExtras = true
 
     mutating func name() -> String {
@@ -375,7 +376,7 @@ struct RemoteWriteTests {
     /// metadata): the fast decoder must agree with the rules applied to SwiftProtobuf's decoding.
     @Test(arguments: [1, 2, 3, 4, 5, 6, 7, 8] as [UInt64])
     func agreesWithSwiftProtobufOnRandomRequests(seed: UInt64) throws {
-        var gen = RequestGenerator(rng: SeededGenerator(seed: seed))
+        var gen = RequestGenerator(rng: SeededRandom(seed: seed))
         for _ in 0..<150 {
             let req = gen.request()
             let bytes = gen.bytesWithUnknownFields(req)
@@ -393,7 +394,7 @@ struct RemoteWriteTests {
     /// Every prefix of a valid body: the decoder fails exactly when SwiftProtobuf does, and when
     /// both succeed the results agree.
     @Test func truncationAtEveryOffset() throws {
-        var gen = RequestGenerator(rng: SeededGenerator(seed: 11))
+        var gen = RequestGenerator(rng: SeededRandom(seed: 11))
         for _ in 0..<4 {
             let bytes = gen.bytesWithUnknownFields(gen.request())
             for cut in 0...bytes.count {
@@ -412,8 +413,8 @@ struct RemoteWriteTests {
     /// (or, for a broken UTF-8 label, rejects that series).
     @Test(arguments: [21, 22, 23, 24] as [UInt64])
     func mutationFuzz(seed: UInt64) {
-        var gen = RequestGenerator(rng: SeededGenerator(seed: seed), withExtras: false)
-        var rng = SeededGenerator(seed: seed &* 31)
+        var gen = RequestGenerator(rng: SeededRandom(seed: seed), withExtras: false)
+        var rng = SeededRandom(seed: seed &* 31)
         for _ in 0..<300 {
             var bytes = encode(gen.request())
             if bytes.isEmpty { continue }

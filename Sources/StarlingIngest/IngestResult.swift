@@ -174,25 +174,42 @@ enum BatchDeduplicator {
     /// Merges entries with the same label set (in first-seen order) and, per series, sorts
     /// samples by timestamp and drops exact duplicates (same timestamp and same value bits, so
     /// NaN payloads such as stale markers compare exactly). Samples at one timestamp with
-    /// different values are all kept: storage decides which wins. Cost: one dictionary probe
-    /// per entry when there is more than one, and a linear scan of each series' samples when
-    /// they are already strictly increasing (the common case).
-    static func mergeAndDeduplicate(_ input: [SeriesSamples]) -> ([SeriesSamples], Int) {
+    /// different values are all kept: storage decides which wins. Cost: one XXH64 of the label
+    /// bytes and one dictionary probe per entry when there is more than one, and a linear scan of
+    /// each series' samples when they are already strictly increasing (the common case).
+    /// `hash` is replaceable so tests can force collisions.
+    static func mergeAndDeduplicate(
+        _ input: [SeriesSamples], hash: (Labels) -> UInt64 = { $0.stableHash }
+    ) -> ([SeriesSamples], Int) {
         var series = input
         if series.count > 1 {
-            var index: [Labels: Int] = [:]
+            // Keyed by the labels' stable XXH64 (cheaper than hashing the bytes through
+            // `Hasher`); a different label set with the same 64-bit hash — accidental or crafted —
+            // goes to `collisions`, which is keyed by the labels themselves (seeded SipHash), so
+            // a flood of colliding series cannot degrade the probing.
+            var index: [UInt64: Int] = [:]
             index.reserveCapacity(series.count)
+            var collisions: [Labels: Int] = [:]
             var out: [SeriesSamples] = []
             var mergedAny = false
             for k in series.indices {
-                if let at = index[series[k].labels] {
+                let labels = series[k].labels
+                let h = hash(labels)
+                var existing: Int? = nil
+                let first = index[h]
+                if let i = first {
+                    let seen = mergedAny ? out[i].labels : series[i].labels
+                    existing = seen == labels ? i : collisions[labels]
+                }
+                if let at = existing {
                     if !mergedAny {
                         out = Array(series[0..<k])
                         mergedAny = true
                     }
                     out[at].samples.append(contentsOf: series[k].samples)
                 } else {
-                    index[series[k].labels] = mergedAny ? out.count : k
+                    let position = mergedAny ? out.count : k
+                    if first == nil { index[h] = position } else { collisions[labels] = position }
                     if mergedAny { out.append(series[k]) }
                 }
             }

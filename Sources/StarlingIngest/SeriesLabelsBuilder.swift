@@ -61,6 +61,13 @@ struct SeriesLabelsBuilder {
 
     static let metricNameBytes: [UInt8] = Array(metricNameLabel.utf8)
 
+    /// `name == "__name__"`, without a generic sequence comparison.
+    @inline(__always)
+    static func isMetricNameLabel(_ name: UnsafeRawBufferPointer) -> Bool {
+        // "__name__" as a little-endian UInt64.
+        name.count == 8 && UInt64(littleEndian: name.loadUnaligned(as: UInt64.self)) == 0x5F5F_656D_616E_5F5F
+    }
+
     /// Label set as text for error messages (`{__name__="x", a="b"}`), from the pairs as sent.
     func describe(maxBytes: Int = 512) -> String {
         var out = "{"
@@ -124,7 +131,7 @@ struct SeriesLabelsBuilder {
                         reason: .invalidUTF8,
                         message: "value of label \(quoteForError(name)) is not valid UTF-8 (byte offset \(at)): \(quoteForError(value))")
                 }
-                let isMetricName = name.elementsEqual(Self.metricNameBytes)
+                let isMetricName = Self.isMetricNameLabel(name)
                 let syntaxOK = isMetricName ? isValidMetricNameBytes(value) : isValidLabelNameBytes(name)
                 if !syntaxOK {
                     if rules.namePolicy == .sanitize {
@@ -193,7 +200,7 @@ struct SeriesLabelsBuilder {
         let hasName = scratch.withUnsafeBytes { s in
             order.contains { k in
                 let p = pairs[k]
-                return UnsafeRawBufferPointer(rebasing: s[p.nameStart..<p.nameEnd]).elementsEqual(Self.metricNameBytes)
+                return Self.isMetricNameLabel(UnsafeRawBufferPointer(rebasing: s[p.nameStart..<p.nameEnd]))
             }
         }
         if !hasName {

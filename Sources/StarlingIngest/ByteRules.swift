@@ -119,3 +119,22 @@ func appendSanitizedName(_ name: UnsafeRawBufferPointer, allowColon: Bool, to ou
         }
     }
 }
+
+/// Bytewise three-way comparison of two names, 8 bytes per step (the names' lexicographic
+/// byte order, as `compareBytes` in StarlingCore).
+@inline(__always)
+func compareNames(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Int {
+    let n = Swift.min(a.count, b.count)
+    var i = 0
+    while i + 8 <= n {
+        let x = UInt64(bigEndian: a.loadUnaligned(fromByteOffset: i, as: UInt64.self))
+        let y = UInt64(bigEndian: b.loadUnaligned(fromByteOffset: i, as: UInt64.self))
+        if x != y { return x < y ? -1 : 1 }
+        i += 8
+    }
+    while i < n {
+        if a[i] != b[i] { return a[i] < b[i] ? -1 : 1 }
+        i += 1
+    }
+    return a.count == b.count ? 0 : (a.count < b.count ? -1 : 1)
+}

@@ -159,11 +159,10 @@ struct ResultAccumulator {
 
     /// Merges series with equal label sets, drops exact duplicate samples and counts what is left.
     mutating func finalize() -> IngestResult {
-        let (merged, dropped) = BatchDeduplicator.mergeAndDeduplicate(result.series)
-        result.series = merged
+        let dropped = BatchDeduplicator.mergeAndDeduplicate(&result.series)
         result.duplicateSamplesDropped += dropped
         var n = 0
-        for s in merged { n += s.samples.count }
+        for s in result.series { n += s.samples.count }
         result.acceptedSamples = n
         return result
     }
@@ -177,11 +176,11 @@ enum BatchDeduplicator {
     /// different values are all kept: storage decides which wins. Cost: one XXH64 of the label
     /// bytes and one dictionary probe per entry when there is more than one, and a linear scan of
     /// each series' samples when they are already strictly increasing (the common case).
-    /// `hash` is replaceable so tests can force collisions.
+    /// `hash` is replaceable so tests can force collisions. Works in place: the caller's array
+    /// is uniquely owned, so nothing is copied unless two entries actually merge.
     static func mergeAndDeduplicate(
-        _ input: [SeriesSamples], hash: (Labels) -> UInt64 = { $0.stableHash }
-    ) -> ([SeriesSamples], Int) {
-        var series = input
+        _ series: inout [SeriesSamples], hash: (Labels) -> UInt64 = { $0.stableHash }
+    ) -> Int {
         if series.count > 1 {
             // Keyed by the labels' stable XXH64 (cheaper than hashing the bytes through
             // `Hasher`); a different label set with the same 64-bit hash — accidental or crafted —
@@ -190,54 +189,47 @@ enum BatchDeduplicator {
             var index: [UInt64: Int] = [:]
             index.reserveCapacity(series.count)
             var collisions: [Labels: Int] = [:]
-            var out: [SeriesSamples] = []
-            var mergedAny = false
+            // Entries are compacted towards the front: `w` is the next free slot.
+            var w = 0
             for k in series.indices {
-                let labels = series[k].labels
-                let h = hash(labels)
+                let h = hash(series[k].labels)
                 var existing: Int? = nil
                 let first = index[h]
                 if let i = first {
-                    let seen = mergedAny ? out[i].labels : series[i].labels
-                    existing = seen == labels ? i : collisions[labels]
+                    existing = series[i].labels == series[k].labels ? i : collisions[series[k].labels]
                 }
                 if let at = existing {
-                    if !mergedAny {
-                        out = Array(series[0..<k])
-                        mergedAny = true
-                    }
-                    out[at].samples.append(contentsOf: series[k].samples)
+                    let moved = series[k].samples
+                    series[at].samples.append(contentsOf: moved)
                 } else {
-                    let position = mergedAny ? out.count : k
-                    if first == nil { index[h] = position } else { collisions[labels] = position }
-                    if mergedAny { out.append(series[k]) }
+                    if first == nil { index[h] = w } else { collisions[series[k].labels] = w }
+                    if w != k { series.swapAt(w, k) }
+                    w += 1
                 }
             }
-            if mergedAny { series = out }
+            if w < series.count { series.removeLast(series.count - w) }
         }
         var dropped = 0
-        for k in series.indices {
+        for k in series.indices where !isStrictlyIncreasing(series[k].samples) {
             dropped += dedupeSamples(&series[k].samples)
         }
-        return (series, dropped)
+        return dropped
+    }
+
+    @inline(__always)
+    static func isStrictlyIncreasing(_ samples: [Sample]) -> Bool {
+        var i = 1
+        while i < samples.count {
+            if samples[i].timestampMs <= samples[i - 1].timestampMs { return false }
+            i += 1
+        }
+        return true
     }
 
     /// Sorts `samples` by (timestamp, value bits) unless already strictly increasing in time,
     /// removes exact duplicates, returns how many were removed.
-    @inline(__always)
     static func dedupeSamples(_ samples: inout [Sample]) -> Int {
-        if samples.count < 2 { return 0 }
-        var increasing = true
-        var prev = samples[0].timestampMs
-        for i in 1..<samples.count {
-            let t = samples[i].timestampMs
-            if t <= prev {
-                increasing = false
-                break
-            }
-            prev = t
-        }
-        if increasing { return 0 }
+        if isStrictlyIncreasing(samples) { return 0 }
         samples.sort { a, b in
             a.timestampMs != b.timestampMs ? a.timestampMs < b.timestampMs : a.value.bitPattern < b.value.bitPattern
         }

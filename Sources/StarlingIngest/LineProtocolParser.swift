@@ -401,8 +401,9 @@ struct InfluxLineHandler: LineHandler {
         let tagScratch = builder.scratch.count
         let useMeasurementOnly = naming.skipSingleField && fields.count + stringFields == 1
         let measurementEmpty = mEnd == measurementStart
-        var out: [SeriesSamples] = []
-        if fields.count > 1 { out.reserveCapacity(fields.count) }
+        // Series go straight into the result; a failure on a later field takes the line's
+        // earlier series back out (a line is atomic).
+        let mark = acc.result.series.count
         for f in fields {
             builder.truncate(pairs: tagPairs, scratch: tagScratch)
             let nameStart = builder.scratch.count
@@ -420,12 +421,12 @@ struct InfluxLineHandler: LineHandler {
             builder.pairs.append(.init(nameStart: nameStart, nameEnd: valueStart, valueStart: valueStart, valueEnd: builder.scratch.count))
             switch builder.build(rules) {
             case .success(let labels):
-                out.append(SeriesSamples(labels: labels, samples: [Sample(timestampMs, f.value)]))
+                acc.accept(SeriesSamples(labels: labels, samples: [Sample(timestampMs, f.value)]))
             case .failure(let failure):
+                acc.result.series.removeLast(acc.result.series.count - mark)
                 throw LineError(reason: failure.reason, column: f.keyStart + 1, message: failure.message)
             }
         }
-        for s in out { acc.accept(s) }
     }
 
     /// Parses a non-string field value.

@@ -134,11 +134,11 @@ struct LineStream<Handler: LineHandler> {
 
     /// Series decoded so far, merged and deduplicated among themselves.
     mutating func takeSeries() -> [SeriesSamples] {
-        let (merged, dropped) = BatchDeduplicator.mergeAndDeduplicate(handler.acc.result.series)
-        handler.acc.result.series.removeAll()
-        handler.acc.result.duplicateSamplesDropped += dropped
-        for s in merged { takenSamples += s.samples.count }
-        return merged
+        var taken: [SeriesSamples] = []
+        swap(&taken, &handler.acc.result.series)
+        handler.acc.result.duplicateSamplesDropped += BatchDeduplicator.mergeAndDeduplicate(&taken)
+        for s in taken { takenSamples += s.samples.count }
+        return taken
     }
 
     mutating func finish() -> IngestResult {

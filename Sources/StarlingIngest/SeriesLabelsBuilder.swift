@@ -113,12 +113,18 @@ struct SeriesLabelsBuilder {
                 if name.isEmpty {
                     return LabelFailure(reason: .invalidLabelName, message: "empty label name (value \(quoteForError(value)))")
                 }
-                switch checkText(name) {
-                case .ok: break
-                case .nul(let at):
-                    return LabelFailure(reason: .nulByte, message: "label name \(quoteForError(name)) contains a NUL byte at offset \(at)")
-                case .invalidUTF8(let at):
-                    return LabelFailure(reason: .invalidUTF8, message: "label name \(quoteForError(name)) is not valid UTF-8 (byte offset \(at))")
+                // A name with valid syntax is ASCII without NUL: only an invalid one needs the
+                // UTF-8/NUL scan (whose errors take precedence over the syntax error).
+                let isMetricName = Self.isMetricNameLabel(name)
+                let nameSyntaxOK = isMetricName || isValidLabelNameBytes(name)
+                if !nameSyntaxOK {
+                    switch checkText(name) {
+                    case .ok: break
+                    case .nul(let at):
+                        return LabelFailure(reason: .nulByte, message: "label name \(quoteForError(name)) contains a NUL byte at offset \(at)")
+                    case .invalidUTF8(let at):
+                        return LabelFailure(reason: .invalidUTF8, message: "label name \(quoteForError(name)) is not valid UTF-8 (byte offset \(at))")
+                    }
                 }
                 switch checkText(value) {
                 case .ok: break
@@ -131,8 +137,7 @@ struct SeriesLabelsBuilder {
                         reason: .invalidUTF8,
                         message: "value of label \(quoteForError(name)) is not valid UTF-8 (byte offset \(at)): \(quoteForError(value))")
                 }
-                let isMetricName = Self.isMetricNameLabel(name)
-                let syntaxOK = isMetricName ? isValidMetricNameBytes(value) : isValidLabelNameBytes(name)
+                let syntaxOK = isMetricName ? isValidMetricNameBytes(value) : nameSyntaxOK
                 if !syntaxOK {
                     if rules.namePolicy == .sanitize {
                         if k < 64 { sanitizeMask |= 1 << UInt64(k) } else { sanitizeOverflow.append(k) }
@@ -212,7 +217,8 @@ struct SeriesLabelsBuilder {
     }
 
     /// Insertion-sorts `order` by name bytes (label sets are small and usually arrive sorted, so
-    /// this is one comparison per label) and returns a pair index whose name repeats, if any.
+    /// this is one comparison per label) and returns a pair index whose name repeats, if any:
+    /// equal names meet in the comparison that places the second one.
     private mutating func sortOrderReturningDuplicate() -> Int? {
         guard order.count > 1 else { return nil }
         return scratch.withUnsafeBytes { s -> Int? in
@@ -224,15 +230,18 @@ struct SeriesLabelsBuilder {
                 let x = order[i]
                 let xn = name(x)
                 var j = i - 1
-                if compareBytes(name(order[j]), xn) <= 0 { continue }
-                while j >= 0 && compareBytes(name(order[j]), xn) > 0 {
+                var c = compareNames(name(order[j]), xn)
+                if c < 0 { continue }
+                if c == 0 { return x }
+                while true {
                     order[j + 1] = order[j]
                     j -= 1
+                    if j < 0 { break }
+                    c = compareNames(name(order[j]), xn)
+                    if c == 0 { return x }
+                    if c < 0 { break }
                 }
                 order[j + 1] = x
-            }
-            for i in 1..<order.count where name(order[i - 1]).elementsEqual(name(order[i])) {
-                return order[i]
             }
             return nil
         }

@@ -135,14 +135,16 @@ struct ValidationTests {
         let a = SeriesSamples(labels: L(["__name__": "a"]), samples: [Sample(2, 1)])
         let b = SeriesSamples(labels: L(["__name__": "b"]), samples: [Sample(1, 1)])
         let a2 = SeriesSamples(labels: L(["__name__": "a"]), samples: [Sample(1, 1), Sample(2, 1)])
-        let (merged, dropped) = BatchDeduplicator.mergeAndDeduplicate([a, b, a2])
+        var merged = [a, b, a2]
+        let dropped = BatchDeduplicator.mergeAndDeduplicate(&merged)
         #expect(merged.map(\.labels) == [a.labels, b.labels])
         #expect(sameSamples(merged[0].samples, [Sample(1, 1), Sample(2, 1)]))
         #expect(dropped == 1)
         // Every label set colliding on the 64-bit hash still merges exactly.
         let c = SeriesSamples(labels: L(["__name__": "c"]), samples: [Sample(3, 1)])
         let b2 = SeriesSamples(labels: L(["__name__": "b"]), samples: [Sample(1, 1)])
-        let (colliding, droppedColliding) = BatchDeduplicator.mergeAndDeduplicate([a, b, a2, c, b2]) { _ in 42 }
+        var colliding = [a, b, a2, c, b2]
+        let droppedColliding = BatchDeduplicator.mergeAndDeduplicate(&colliding) { _ in 42 }
         #expect(colliding.map(\.labels) == [a.labels, b.labels, c.labels])
         #expect(colliding.map(\.samples.count) == [2, 1, 1])
         #expect(droppedColliding == 2)

@@ -61,6 +61,8 @@ public enum RemoteWriteDecoder {
         var acc: ResultAccumulator
         var builder = SeriesLabelsBuilder()
         var currentSeries: Int? = nil
+        /// Byte ranges of the current series' Sample messages (reused across series).
+        var sampleRanges: [Range<Int>] = []
 
         init(_ p: UnsafeRawBufferPointer, nowMs: Int64, limits: IngestLimits, rules: LabelRules) {
             self.p = p
@@ -90,12 +92,12 @@ public enum RemoteWriteDecoder {
             }
         }
 
-        /// Two passes over one TimeSeries: the first collects labels and counts samples, the
-        /// second (only when the label set is valid) decodes the samples into an exactly-sized array.
+        /// One pass over a TimeSeries collects its labels and the ranges of its samples; the
+        /// samples are decoded into an exactly-sized array once the label set is known valid.
         mutating func decodeTimeSeries(_ range: Range<Int>, index: Int) throws(ProtoReader.WireError) {
             builder.reset()
+            sampleRanges.removeAll(keepingCapacity: true)
             var r = ProtoReader(p, from: range.lowerBound, to: range.upperBound)
-            var sampleCount = 0
             while !r.isAtEnd {
                 let (field, wire) = try r.readTag()
                 guard wire == .lengthDelimited, field <= 4 else {
@@ -105,12 +107,13 @@ public enum RemoteWriteDecoder {
                 let body = try r.readLengthDelimited()
                 switch field {
                 case 1: try decodeLabel(body)
-                case 2: sampleCount += 1
+                case 2: sampleRanges.append(body)
                 case 3: acc.result.ignoredExemplars += 1
                 case 4: acc.result.ignoredHistograms += 1
                 default: break
                 }
             }
+            let sampleCount = sampleRanges.count
             if sampleCount == 0 { return }
 
             let labels: Labels
@@ -123,7 +126,7 @@ public enum RemoteWriteDecoder {
                     location: IngestLocation(seriesIndex: index, labels: builder.describe(), byteOffset: range.lowerBound),
                     message: f.message)
                 // The samples still have to be well-formed for the request to be.
-                try validateSamples(range)
+                for body in sampleRanges { _ = try decodeSample(body) }
                 return
             }
 
@@ -131,14 +134,8 @@ public enum RemoteWriteDecoder {
             samples.reserveCapacity(sampleCount)
             var tooOld = 0, tooNew = 0
             var firstOld: Int64 = 0, firstNew: Int64 = 0
-            r = ProtoReader(p, from: range.lowerBound, to: range.upperBound)
-            while !r.isAtEnd {
-                let (field, wire) = try r.readTag()
-                guard field == 2, wire == .lengthDelimited else {
-                    try r.skip(wire, field: field)
-                    continue
-                }
-                let s = try decodeSample(try r.readLengthDelimited())
+            for body in sampleRanges {
+                let s = try decodeSample(body)
                 if s.timestampMs < window.lowerBound {
                     if tooOld == 0 { firstOld = s.timestampMs }
                     tooOld += 1
@@ -164,21 +161,21 @@ public enum RemoteWriteDecoder {
             if !samples.isEmpty { acc.accept(SeriesSamples(labels: labels, samples: samples)) }
         }
 
-        mutating func validateSamples(_ range: Range<Int>) throws(ProtoReader.WireError) {
-            var r = ProtoReader(p, from: range.lowerBound, to: range.upperBound)
-            while !r.isAtEnd {
-                let (field, wire) = try r.readTag()
-                if field == 2, wire == .lengthDelimited {
-                    _ = try decodeSample(try r.readLengthDelimited())
-                } else {
-                    try r.skip(wire, field: field)
-                }
-            }
-        }
-
         /// Label { string name = 1; string value = 2; } — last occurrence wins, as in proto3.
         @inline(__always)
         mutating func decodeLabel(_ range: Range<Int>) throws(ProtoReader.WireError) {
+            // Fast path: the canonical encoding `0x0A len name 0x12 len value` with one-byte
+            // lengths, which is what every client sends for short labels.
+            let lo = range.lowerBound, hi = range.upperBound
+            if hi - lo >= 4, p[lo] == 0x0A, p[lo + 1] < 0x80 {
+                let nameEnd = lo + 2 + Int(p[lo + 1])
+                if nameEnd + 2 <= hi, p[nameEnd] == 0x12, p[nameEnd + 1] < 0x80, nameEnd + 2 + Int(p[nameEnd + 1]) == hi {
+                    builder.add(
+                        name: UnsafeRawBufferPointer(rebasing: p[lo + 2..<nameEnd]),
+                        value: UnsafeRawBufferPointer(rebasing: p[nameEnd + 2..<hi]))
+                    return
+                }
+            }
             var r = ProtoReader(p, from: range.lowerBound, to: range.upperBound)
             var name = range.lowerBound..<range.lowerBound
             var value = range.lowerBound..<range.lowerBound

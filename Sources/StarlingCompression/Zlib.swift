@@ -1,7 +1,7 @@
-// zlib is reached through compress-nio's C module (the package's zlib binding): its ByteBuffer
-// API cannot stop at an exact output limit or report where a stream ends, which bomb-safe HTTP
-// body decoding needs, so the z_stream is driven directly here.
-import CCompressZlib
+// zlib (Debian's zlib1g-dev, the CZlib system-library target) is driven directly through its
+// z_stream: bomb-safe HTTP body decoding must stop at an exact output limit and know where a
+// stream ends, which higher-level wrappers such as compress-nio do not offer.
+import CZlib
 
 /// gzip (RFC 1952) bodies: Influx `Content-Encoding: gzip`, and `x-gzip`. Concatenated members
 /// (what `cat a.gz b.gz` or multi-part writers produce) decode as their concatenation, as Go's
@@ -74,7 +74,7 @@ enum ZlibInflater {
             stream.deinitialize(count: 1)
             stream.deallocate()
         }
-        guard CCompressZlib_inflateInit2(stream, mode.windowBits) == Z_OK else {
+        guard czlib_inflateInit2(stream, mode.windowBits) == Z_OK else {
             // Only fails on allocation failure or a broken zlib build.
             throw .corrupt(format: format, detail: "zlib inflateInit2 failed")
         }
@@ -100,7 +100,7 @@ enum ZlibInflater {
             let rc: Int32 = out.withUnsafeMutableBytes { ob in
                 stream.pointee.next_out = (ob.baseAddress! + produced).assumingMemoryBound(to: Bytef.self)
                 stream.pointee.avail_out = UInt32(Swift.min(space, Int(UInt32.max)))
-                return CCompressZlib.inflate(stream, Z_NO_FLUSH)
+                return CZlib.inflate(stream, Z_NO_FLUSH)
             }
             let readNow = input.count - consumed - Int(stream.pointee.avail_in)
             let wroteNow = Swift.min(space, Int(UInt32.max)) - Int(stream.pointee.avail_out)
@@ -153,7 +153,7 @@ enum ZlibInflater {
             stream.deallocate()
         }
         precondition(
-            CCompressZlib_deflateInit2(stream, level, Z_DEFLATED, windowBits, 8, Z_DEFAULT_STRATEGY) == Z_OK,
+            czlib_deflateInit2(stream, level, Z_DEFLATED, windowBits, 8, Z_DEFAULT_STRATEGY) == Z_OK,
             "zlib deflateInit2 failed")
         let bound = Int(deflateBound(stream, UInt(input.count))) + 32
         var empty: UInt8 = 0
@@ -165,7 +165,7 @@ enum ZlibInflater {
                 stream.pointee.avail_in = UInt32(input.count)
                 stream.pointee.next_out = UnsafeMutableRawPointer(buf.baseAddress!).assumingMemoryBound(to: Bytef.self)
                 stream.pointee.avail_out = UInt32(bound)
-                let rc = CCompressZlib.deflate(stream, Z_FINISH)
+                let rc = CZlib.deflate(stream, Z_FINISH)
                 precondition(rc == Z_STREAM_END, "zlib deflate with deflateBound output returned \(rc)")
                 initialized = bound - Int(stream.pointee.avail_out)
             }

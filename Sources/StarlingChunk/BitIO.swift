@@ -1,0 +1,200 @@
+import StarlingCore
+
+// Bit-level I/O shared by both encodings. Bits are written most significant first; a chunk's
+// bit stream starts on a byte boundary after its byte-aligned header and its last byte is padded
+// with zero bits.
+
+/// Appends bits to a byte array. Invariant: `bytes.count == (bitCount + 7) / 8` and the bits of
+/// the last byte past `bitCount` are zero, so `bytes` is always a complete, readable chunk and a
+/// snapshot of it costs one reference-count increment.
+struct BitWriter: Sendable {
+    private(set) var bytes: [UInt8]
+    private(set) var bitCount: Int
+
+    /// Starts after `bytes`, which must be whole bytes (a header).
+    init(bytes: [UInt8]) {
+        self.bytes = bytes
+        self.bitCount = bytes.count * 8
+    }
+
+    /// Resumes after `bitCount` bits of `bytes`; bytes past the data are dropped and the padding
+    /// bits of the last byte cleared, restoring the invariant.
+    init(resuming bytes: [UInt8], bitCount: Int) {
+        precondition(bitCount >= 0 && bitCount <= bytes.count * 8, "bit count \(bitCount) outside \(bytes.count) bytes")
+        var b = bytes
+        let needed = (bitCount + 7) / 8
+        b.removeLast(b.count - needed)
+        if bitCount & 7 != 0 { b[needed - 1] &= ~UInt8(0xFF >> (bitCount & 7)) }
+        self.bytes = b
+        self.bitCount = bitCount
+    }
+
+    mutating func reserveCapacity(_ n: Int) { bytes.reserveCapacity(n) }
+
+    /// Sets byte `index` (a header field); the caller keeps it outside the bit stream.
+    mutating func setByte(_ index: Int, _ value: UInt8) { bytes[index] = value }
+
+    /// Appends whole bytes; only valid while byte-aligned (in the header).
+    mutating func appendUVarint(_ v: UInt64) {
+        precondition(bitCount & 7 == 0, "varint written at an unaligned bit position")
+        bytes.appendUVarint(v)
+        bitCount = bytes.count * 8
+    }
+
+    mutating func appendByte(_ v: UInt8) {
+        precondition(bitCount & 7 == 0, "byte written at an unaligned bit position")
+        bytes.append(v)
+        bitCount += 8
+    }
+
+    /// Appends the low `n` bits of `value`, most significant first. `n` in 0...64.
+    @inline(__always)
+    mutating func write(_ value: UInt64, _ n: Int) {
+        guard n > 0 else { return }
+        let v = n == 64 ? value : value & ((1 &<< UInt64(n)) &- 1)
+        var left = n
+        let used = bitCount & 7
+        if used != 0 {
+            let free = 8 - used
+            let last = bytes.count - 1
+            if left <= free {
+                bytes[last] |= UInt8(truncatingIfNeeded: v &<< UInt64(free - left))
+                bitCount += left
+                return
+            }
+            left -= free
+            bytes[last] |= UInt8(truncatingIfNeeded: v &>> UInt64(left))
+        }
+        bitCount += n
+        while left >= 8 {
+            left -= 8
+            bytes.append(UInt8(truncatingIfNeeded: v &>> UInt64(left)))
+        }
+        if left > 0 { bytes.append(UInt8(truncatingIfNeeded: v &<< UInt64(8 - left))) }
+    }
+}
+
+/// A private, zero-padded copy of a chunk's bytes that the decoders read with unaligned 8-byte
+/// loads. The padding (`padding` bytes past the data) lets every load be unconditional: a decoder
+/// checks after each sample that it has not consumed more bits than the chunk holds, and one
+/// sample reads at most 146 bits, so no load can leave the allocation even on garbage input.
+final class ChunkBuffer {
+    static let padding = 32
+
+    let base: UnsafeMutableRawPointer
+    let capacity: Int
+
+    init(capacity: Int) {
+        self.capacity = capacity
+        base = UnsafeMutableRawPointer.allocate(byteCount: capacity + Self.padding, alignment: 8)
+        base.initializeMemory(as: UInt8.self, repeating: 0, count: capacity + Self.padding)
+    }
+
+    deinit { base.deallocate() }
+
+    /// Copies `bytes` to the start of the buffer and zeroes the padding after them.
+    func load(_ bytes: [UInt8]) {
+        precondition(bytes.count <= capacity, "chunk of \(bytes.count) bytes loaded into a \(capacity)-byte buffer")
+        bytes.withUnsafeBytes { src in
+            if let s = src.baseAddress { base.copyMemory(from: s, byteCount: src.count) }
+        }
+        (base + bytes.count).initializeMemory(as: UInt8.self, repeating: 0, count: Self.padding)
+    }
+}
+
+/// Reads bits from a `ChunkBuffer`'s memory. Every function takes the absolute bit position;
+/// callers guarantee `pos` is within the data plus 146 bits (see `ChunkBuffer`).
+enum BitRead {
+    /// The 64 bits starting at `pos`; the first `64 - pos % 8` (at least 57) are meaningful.
+    @inline(__always)
+    static func peek(_ base: UnsafeRawPointer, _ pos: Int) -> UInt64 {
+        base.loadUnaligned(fromByteOffset: pos &>> 3, as: UInt64.self).bigEndian &<< UInt64(pos & 7)
+    }
+
+    /// Reads `n` bits (0...64) as an unsigned integer and advances `pos`.
+    @inline(__always)
+    static func read(_ base: UnsafeRawPointer, _ pos: inout Int, _ n: Int) -> UInt64 {
+        if n <= 56 {
+            let v = peek(base, pos) >> UInt64(64 - n)  // smart shift: n == 0 yields 0
+            pos &+= n
+            return v
+        }
+        let hi = peek(base, pos) &>> 32
+        pos &+= 32
+        let lowBits = n - 32
+        let lo = peek(base, pos) &>> UInt64(64 - lowBits)
+        pos &+= lowBits
+        return hi &<< UInt64(lowBits) | lo
+    }
+}
+
+/// The timestamp stream, identical in both encodings: sample 0's timestamp is in the header;
+/// for sample i ≥ 1 the stream holds `dod = (t[i] - t[i-1]) - (t[i-1] - t[i-2])`, with
+/// `t[i-1] - t[i-2]` taken as 0 for i == 1 (so the first delta is coded as a dod). All arithmetic
+/// wraps modulo 2^64, which makes every pair of Int64 timestamps representable.
+///
+/// | prefix  | payload | dod range (two's complement)     | bits | typical cause                         |
+/// |---------|---------|----------------------------------|------|---------------------------------------|
+/// | `0`     | —       | 0                                | 1    | regular scrape                        |
+/// | `10`    | 7       | [-64, 63]                        | 9    | ms jitter of a scrape                 |
+/// | `110`   | 9       | [-256, 255]                      | 12   | a slow scrape, GC pause               |
+/// | `1110`  | 12      | [-2048, 2047]                    | 16   | a late or timed-out scrape            |
+/// | `11110` | 20      | [-524288, 524287] (±8.7 minutes) | 25   | first delta, interval change, gap     |
+/// | `11111` | 64      | any                              | 69   | long gap, arbitrary timestamps        |
+enum TimestampCode {
+    @inline(__always)
+    static func write(_ dod: Int64, _ w: inout BitWriter) {
+        let u = UInt64(bitPattern: dod)
+        if dod == 0 {
+            w.write(0, 1)
+        } else if dod >= -64 && dod <= 63 {
+            w.write(0b10 << 7 | (u & 0x7F), 9)
+        } else if dod >= -256 && dod <= 255 {
+            w.write(0b110 << 9 | (u & 0x1FF), 12)
+        } else if dod >= -2048 && dod <= 2047 {
+            w.write(0b1110 << 12 | (u & 0xFFF), 16)
+        } else if dod >= -524_288 && dod <= 524_287 {
+            w.write(0b11110 << 20 | (u & 0xF_FFFF), 25)
+        } else {
+            w.write(0b11111, 5)
+            w.write(u, 64)
+        }
+    }
+
+    /// Bits `write` uses for `dod`.
+    @inline(__always)
+    static func bitCount(_ dod: Int64) -> Int {
+        if dod == 0 { return 1 }
+        if dod >= -64 && dod <= 63 { return 9 }
+        if dod >= -256 && dod <= 255 { return 12 }
+        if dod >= -2048 && dod <= 2047 { return 16 }
+        if dod >= -524_288 && dod <= 524_287 { return 25 }
+        return 69
+    }
+
+    @inline(__always)
+    static func read(_ base: UnsafeRawPointer, _ pos: inout Int) -> Int64 {
+        let w = BitRead.peek(base, pos)
+        // The prefix is the count of leading one bits, capped at 5.
+        switch (~w).leadingZeroBitCount {
+        case 0:
+            pos &+= 1
+            return 0
+        case 1:
+            pos &+= 9
+            return Int64(bitPattern: w &<< 2) &>> 57
+        case 2:
+            pos &+= 12
+            return Int64(bitPattern: w &<< 3) &>> 55
+        case 3:
+            pos &+= 16
+            return Int64(bitPattern: w &<< 4) &>> 52
+        case 4:
+            pos &+= 25
+            return Int64(bitPattern: w &<< 5) &>> 44
+        default:
+            pos &+= 5
+            return Int64(bitPattern: BitRead.read(base, &pos, 64))
+        }
+    }
+}

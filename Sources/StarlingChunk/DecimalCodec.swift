@@ -1,0 +1,258 @@
+import StarlingCore
+
+/// Encoding 2: values that are all exact decimals of one per-chunk scale, stored as integer
+/// mantissas. Node-exporter data is mostly integers (counters, byte gauges) and values parsed
+/// from text with one or two decimals (`node_cpu_seconds_total` is ticks / 100); XOR spends 30–50
+/// bits per such sample because consecutive values share few mantissa bits, while the mantissa
+/// deltas fit in a handful of bits.
+///
+/// Header after the common `0x02, count (UInt16 BE)`:
+/// - first timestamp, zig-zag varint;
+/// - exponent, one byte, `Int8` in -22...22: value = `Double(m) / 10^e` for e ≥ 0, and
+///   `Double(m) * 10^-e` for e < 0 (powers of ten up to 10^22 are exact doubles, so both are one
+///   correctly rounded IEEE operation);
+/// - value mode, one byte: 0 constant, 1 delta, 2 delta of delta;
+/// - first mantissa, zig-zag varint;
+/// - mode 1 and 2 only: `g` ≥ 1 as uvarint, every stored difference is a multiple of `g` (byte
+///   gauges move in pages of 4096, say), and four bucket widths, one byte each, 0...64.
+/// Then the bit stream, for each sample i ≥ 1: the timestamp code (as in encoding 1) and, unless
+/// the mode is constant, a value code: the zig-zag of `diff / g` in the first bucket wide enough,
+/// behind its prefix `0`, `10`, `110` or `111` (buckets 0...3). The widths are chosen per chunk to
+/// minimize its size (`optimalBuckets`).
+///
+/// A chunk is only produced when every value round-trips bit for bit through its mantissa, so
+/// -0.0, NaN, ±Inf and values needing more than 53 mantissa bits keep encoding 1.
+enum DecimalCodec {
+    /// Largest |exponent|: 10^22 is the largest power of ten a double holds exactly.
+    static let maxExponent = 22
+    /// 2^53: mantissas beyond this are not all exactly representable as doubles.
+    static let maxMantissa: Double = 9_007_199_254_740_992
+
+    static let powersOfTen: [Double] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+        1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+    ]
+
+    enum Mode: UInt8 {
+        case constant = 0
+        case delta = 1
+        case deltaOfDelta = 2
+    }
+
+    /// Value-code prefixes: length and bucket for each value of a code's first three bits,
+    /// packed as 4-bit `length << 2 | bucket` entries (`0xx` → 1/0, `10x` → 2/1, `110` → 3/2,
+    /// `111` → 3/3).
+    static let prefixTable: UInt64 = 0xFE99_4444
+    static let prefixLength: (Int, Int, Int, Int) = (1, 2, 3, 3)
+    static let prefixBits: (UInt64, UInt64, UInt64, UInt64) = (0b0, 0b10, 0b110, 0b111)
+
+    /// The integer `m` with `v == m / 10^e` (or `m * 10^-e`) bit for bit, or nil.
+    @inline(__always)
+    static func mantissa(_ v: Double, exponent e: Int) -> Int64? {
+        let p = powersOfTen[e >= 0 ? e : -e]
+        let m = e >= 0 ? (v * p).rounded() : (v / p).rounded()
+        guard m.magnitude <= maxMantissa else { return nil }  // also rejects NaN and ±Inf
+        let mi = Int64(m)
+        let back = e >= 0 ? Double(mi) / p : Double(mi) * p
+        return back.bitPattern == v.bitPattern ? mi : nil
+    }
+
+    /// The per-chunk exponent: the smallest e ≥ 0 at which every value is an exact decimal,
+    /// else the smallest e < 0 (large integers with trailing zeros), else nil. Fails fast on the
+    /// first value that cannot be represented, which keeps the attempt cheap for float data.
+    static func exponent(_ samples: UnsafeBufferPointer<Sample>) -> Int? {
+        var e = 0
+        var positive = true
+        for s in samples {
+            guard s.value.isFinite else { return nil }
+            while mantissa(s.value, exponent: e) == nil {
+                if positive {
+                    e += 1
+                    if e > maxExponent { positive = false; e = -1 }
+                } else {
+                    e -= 1
+                    if e < -maxExponent { return nil }
+                }
+            }
+        }
+        return e
+    }
+
+    /// Encodes `samples` (strictly increasing timestamps) as an encoding-2 chunk, or returns nil
+    /// when some value is not an exact decimal of a common scale.
+    static func encode(_ samples: UnsafeBufferPointer<Sample>) -> [UInt8]? {
+        let n = samples.count
+        guard n >= 1, n <= ChunkCodec.maxSamplesPerChunk, let e = exponent(samples) else { return nil }
+
+        var m = [Int64](repeating: 0, count: n)
+        for i in 0..<n {
+            // A value valid at a smaller exponent stays valid at e unless its mantissa left the
+            // exact range; recheck rather than assume.
+            guard let mi = mantissa(samples[i].value, exponent: e) else { return nil }
+            m[i] = mi
+        }
+
+        var mode = Mode.constant
+        var g: Int64 = 1
+        var widths: UInt32 = 0
+        var valueBits = 0
+        if n > 1, m.contains(where: { $0 != m[0] }) {
+            let delta = plan(m, order: 1)
+            let dod = plan(m, order: 2)
+            let deltaCost = delta.bits + 8 * uvarintSize(UInt64(delta.g))
+            let dodCost = dod.bits + 8 * uvarintSize(UInt64(dod.g))
+            let best = dodCost < deltaCost ? dod : delta
+            mode = dodCost < deltaCost ? .deltaOfDelta : .delta
+            g = best.g
+            widths = best.widths
+            valueBits = best.bits
+        }
+
+        var w = BitWriter(bytes: [ChunkEncoding.decimal.rawValue, UInt8(truncatingIfNeeded: n >> 8), UInt8(truncatingIfNeeded: n)])
+        w.reserveCapacity(32 + (n * 2 + valueBits) / 8)
+        w.appendUVarint(ZigZag.encode(samples[0].timestampMs))
+        w.appendByte(UInt8(bitPattern: Int8(e)))
+        w.appendByte(mode.rawValue)
+        w.appendUVarint(ZigZag.encode(m[0]))
+        if mode != .constant {
+            w.appendUVarint(UInt64(g))
+            for b in 0..<4 { w.appendByte(UInt8(truncatingIfNeeded: widths >> (8 * b))) }
+        }
+
+        var prevT = samples[0].timestampMs
+        var prevDelta: Int64 = 0
+        var prevDiff: Int64 = 0
+        for i in 1..<n {
+            let t = samples[i].timestampMs
+            precondition(t > prevT, "decimal chunk: timestamps not strictly increasing at \(t)")
+            let d = t &- prevT
+            TimestampCode.write(d &- prevDelta, &w)
+            prevDelta = d
+            prevT = t
+            switch mode {
+            case .constant:
+                break
+            case .delta:
+                writeValue((m[i] - m[i - 1]) / g, widths, &w)
+            case .deltaOfDelta:
+                let diff = m[i] - m[i - 1]
+                writeValue((diff - prevDiff) / g, widths, &w)
+                prevDiff = diff
+            }
+        }
+        return w.bytes
+    }
+
+    @inline(__always)
+    static func writeValue(_ q: Int64, _ widths: UInt32, _ w: inout BitWriter) {
+        let z = ZigZag.encode(q)
+        let len = 64 - z.leadingZeroBitCount
+        var b = 0
+        while Int((widths >> (8 * UInt32(b))) & 0xFF) < len { b += 1 }
+        let width = Int((widths >> (8 * UInt32(b))) & 0xFF)
+        let (plen, prefix): (Int, UInt64)
+        switch b {
+        case 0: (plen, prefix) = (prefixLength.0, prefixBits.0)
+        case 1: (plen, prefix) = (prefixLength.1, prefixBits.1)
+        case 2: (plen, prefix) = (prefixLength.2, prefixBits.2)
+        default: (plen, prefix) = (prefixLength.3, prefixBits.3)
+        }
+        if width + plen <= 64 {
+            w.write(prefix &<< UInt64(width) | z, width + plen)
+        } else {
+            w.write(prefix, plen)
+            w.write(z, width)
+        }
+    }
+
+    struct Plan {
+        var g: Int64
+        var widths: UInt32
+        var bits: Int
+    }
+
+    /// The divisor, bucket widths and value-stream size of coding the mantissas' differences of
+    /// `order` 1 (delta) or 2 (delta of delta, the first delta taken against 0).
+    static func plan(_ m: [Int64], order: Int) -> Plan {
+        var g: UInt64 = 0
+        var prevDiff: Int64 = 0
+        for i in 1..<m.count {
+            let diff = m[i] - m[i - 1]
+            let q = order == 1 ? diff : diff - prevDiff
+            prevDiff = diff
+            if g != 1, q != 0 { g = gcd(g, q.magnitude) }
+        }
+        if g == 0 { g = 1 }
+        let gi = Int64(g)
+        var histogram = [Int](repeating: 0, count: 65)
+        prevDiff = 0
+        for i in 1..<m.count {
+            let diff = m[i] - m[i - 1]
+            let q = order == 1 ? diff : diff - prevDiff
+            prevDiff = diff
+            histogram[64 - ZigZag.encode(q / gi).leadingZeroBitCount] += 1
+        }
+        let (widths, bits) = optimalBuckets(histogram)
+        return Plan(g: gi, widths: widths, bits: bits)
+    }
+
+    static func gcd(_ a: UInt64, _ b: UInt64) -> UInt64 {
+        var (a, b) = (a, b)
+        while b != 0 { (a, b) = (b, a % b) }
+        return a
+    }
+
+    static func uvarintSize(_ v: UInt64) -> Int {
+        var n = 1
+        var v = v
+        while v >= 0x80 { v >>= 7; n += 1 }
+        return n
+    }
+
+    /// The four nondecreasing bucket widths that minimize the bits of a value stream whose codes
+    /// have the bit-length `histogram` (index = bit length 0...64), with prefix lengths 1, 2, 3, 3
+    /// assigned in width order, and that total. Dynamic programming over the distinct lengths
+    /// present: an optimal width always equals the largest length its bucket holds.
+    static func optimalBuckets(_ histogram: [Int]) -> (widths: UInt32, bits: Int) {
+        var lengths: [Int] = []
+        var cumulative: [Int] = [0]
+        for (len, c) in histogram.enumerated() where c > 0 {
+            lengths.append(len)
+            cumulative.append(cumulative.last! + c)
+        }
+        let k = lengths.count
+        guard k > 0 else { return (0, 0) }
+        let prefix = [1, 2, 3, 3]
+        let infinity = Int.max / 4
+        // cost[j][i]: fewest bits coding lengths[0..<i] with exactly j buckets; from[j][i]: the
+        // start index of bucket j-1 on that optimum.
+        var cost = [[Int]](repeating: [Int](repeating: infinity, count: k + 1), count: 5)
+        var from = [[Int]](repeating: [Int](repeating: 0, count: k + 1), count: 5)
+        cost[0][0] = 0
+        for j in 1...min(4, k) {
+            for i in j...k {
+                let perValue = prefix[j - 1] + lengths[i - 1]
+                for p in (j - 1)..<i where cost[j - 1][p] < infinity {
+                    let c = cost[j - 1][p] + (cumulative[i] - cumulative[p]) * perValue
+                    if c < cost[j][i] {
+                        cost[j][i] = c
+                        from[j][i] = p
+                    }
+                }
+            }
+        }
+        var bestJ = 1
+        for j in 1...min(4, k) where cost[j][k] < cost[bestJ][k] { bestJ = j }
+        var ws = [Int](repeating: lengths[k - 1], count: 4)
+        var i = k
+        var j = bestJ
+        while j > 0 {
+            ws[j - 1] = lengths[i - 1]
+            i = from[j][i]
+            j -= 1
+        }
+        var packed: UInt32 = 0
+        for b in 0..<4 { packed |= UInt32(ws[b]) << (8 * UInt32(b)) }
+        return (packed, cost[bestJ][k])
+    }
+}

@@ -1,0 +1,111 @@
+import Foundation
+import StarlingChunk
+import StarlingCore
+import Testing
+
+/// Golden bytes: small chunks of both encodings checked byte for byte against
+/// `Fixtures/<name>.hex`, so the format cannot drift silently. A deliberate format change is a
+/// new encoding (see `docs/formats/chunk.md`), never an edit of these files. To write the files
+/// after adding a case: `STARLING_UPDATE_FIXTURES=1 swift test --filter GoldenTests`.
+@Suite struct GoldenTests {
+    struct Case: Sendable, CustomStringConvertible {
+        let name: String
+        let encoding: ChunkEncoding
+        let samples: [Sample]
+        var description: String { name }
+    }
+
+    static let t0: Int64 = 1_700_000_000_000
+
+    static func samples(_ ts: [Int64], _ vs: [Double]) -> [Sample] {
+        precondition(ts.count == vs.count)
+        return zip(ts, vs).map { Sample($0, $1) }
+    }
+
+    static let specialTimestamps: [Int64] = [-30_000, -15_000, -14_997, 0, 15_000, 1 << 40, (1 << 40) + 64]
+    static let specialValues: [Double] = [
+        StaleMarker.value, .infinity, -.infinity, -0.0, .leastNonzeroMagnitude, Double(bitPattern: 0x7FF8_0000_DEAD_BEEF), 0.1,
+    ]
+    static let gaugeTimestamps: [Int64] = [t0, t0 + 15_000, t0 + 30_003, t0 + 45_000, t0 + 60_000, t0 + 75_000]
+    static let gaugeValues: [Double] = [45.27, 45.3, 45.25, 45.31, 45.31, 45.2]
+    static let counterValues: [Double] = [12_345.67, 12_359.9, 12_374.12, 12_388.37, 12_402.6, 12_416.84]
+    static let pageValues: [Double] = [4_096_000, 4_108_288, 4_087_808, 4_087_808, 4_136_960]
+    /// One delta-of-delta in each timestamp bucket: 0, ±64, ±256, ±2048, ±2^19, escape.
+    static let bucketTimestamps: [Int64] = timestamps(dods: [15_000, 0, 5, -70, 300, -2_000, 600_000, 1 << 33])
+
+    static let cases: [Case] = [
+        Case(name: "xor-empty", encoding: .xor, samples: []),
+        Case(name: "xor-regular", encoding: .xor, samples: samples(regularTimestamps(6), [1.5, 1.5, 2.25, 1e10, 3, 3])),
+        Case(name: "xor-special", encoding: .xor, samples: samples(specialTimestamps, specialValues)),
+        Case(name: "xor-buckets", encoding: .xor, samples: samples(bucketTimestamps, bucketTimestamps.indices.map { Double($0) })),
+        Case(name: "decimal-gauge", encoding: .decimal, samples: samples(gaugeTimestamps, gaugeValues)),
+        Case(name: "decimal-counter", encoding: .decimal, samples: samples(regularTimestamps(6), counterValues)),
+        Case(name: "decimal-constant", encoding: .decimal, samples: samples(regularTimestamps(4), [Double](repeating: 16_777_216_000, count: 4))),
+        Case(name: "decimal-large", encoding: .decimal, samples: samples(regularTimestamps(3), [1e20, 2e20, 3.5e21])),
+        Case(name: "decimal-pages", encoding: .decimal, samples: samples(regularTimestamps(5), pageValues)),
+    ]
+
+    static func timestamps(dods: [Int64]) -> [Int64] {
+        var ts = [t0]
+        var delta: Int64 = 0
+        for d in dods {
+            delta += d
+            ts.append(ts.last! + delta)
+        }
+        return ts
+    }
+
+    static func encode(_ c: Case) throws -> [UInt8] {
+        if c.samples.isEmpty { return XORAppender().bytes }
+        return try #require(ChunkEncoder.encode(c.samples[...], as: c.encoding)).bytes
+    }
+
+    static func hex(_ bytes: [UInt8]) -> String {
+        var lines: [String] = []
+        for start in stride(from: 0, to: bytes.count, by: 16) {
+            lines.append(bytes[start..<min(start + 16, bytes.count)].map { String(format: "%02x", $0) }.joined(separator: " "))
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    static func parseHex(_ text: String) throws -> [UInt8] {
+        var out: [UInt8] = []
+        for line in text.split(separator: "\n") where !line.hasPrefix("#") {
+            for token in line.split(separator: " ") {
+                out.append(try #require(UInt8(token, radix: 16), "bad hex token \(token)"))
+            }
+        }
+        return out
+    }
+
+    @Test(arguments: cases)
+    func goldenBytes(_ c: Case) throws {
+        let bytes = try Self.encode(c)
+        #expect(bytes.first == c.encoding.rawValue)
+        if ProcessInfo.processInfo.environment["STARLING_UPDATE_FIXTURES"] == "1" {
+            let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures")
+            let header = "# \(c.name): \(c.samples.count) samples, \(c.encoding) encoding, \(bytes.count) bytes\n"
+            try (header + Self.hex(bytes) + "\n").write(to: dir.appendingPathComponent("\(c.name).hex"), atomically: true, encoding: .utf8)
+        }
+        let url = try #require(Bundle.module.url(forResource: c.name, withExtension: "hex", subdirectory: "Fixtures"),
+                               "missing fixture \(c.name).hex")
+        let golden = try Self.parseHex(String(contentsOf: url, encoding: .utf8))
+        #expect(bytes == golden, "\(c.name): encoder output\n\(Self.hex(bytes))\ndiffers from the fixture\n\(Self.hex(golden))")
+        // The fixture decodes to the samples, bit for bit, and validates.
+        expectBitwiseEqual(try decodeChunk(golden), c.samples, c.name)
+        let chunk = EncodedChunk(minTimeMs: c.samples.first?.timestampMs ?? .max, maxTimeMs: c.samples.last?.timestampMs ?? .min, bytes: golden)
+        #expect(try ChunkCodec.validate(chunk) == c.samples.count)
+    }
+
+    @Test func fixturesCoverBothValueModes() throws {
+        func mode(_ name: String) throws -> UInt8 {
+            let bytes = try Self.encode(Self.cases.first { $0.name == name }!)
+            var i = 3
+            while bytes[i] & 0x80 != 0 { i += 1 }
+            return bytes[i + 2]
+        }
+        #expect(try mode("decimal-gauge") == 1)
+        #expect(try mode("decimal-counter") == 2)
+        #expect(try mode("decimal-constant") == 0)
+    }
+}

@@ -78,7 +78,11 @@ struct BitWriter: Sendable {
 /// loads. The padding (`padding` bytes past the data) lets every load be unconditional: a decoder
 /// checks after each sample that it has not consumed more bits than the chunk holds, and one
 /// sample reads at most 146 bits, so no load can leave the allocation even on garbage input.
-final class ChunkBuffer {
+///
+/// `@unchecked Sendable`: the memory is written only by `load`, which `ChunkIterator` calls at
+/// creation and on `reset` when it holds the only reference; a buffer shared by copies of an
+/// iterator is only ever read.
+final class ChunkBuffer: @unchecked Sendable {
     static let padding = 32
 
     let base: UnsafeMutableRawPointer

@@ -14,7 +14,7 @@ import StarlingCore
 /// var it = try ChunkIterator(chunk.bytes)
 /// while try it.next() { use(it.timestampMs, it.value) }
 /// ```
-public struct ChunkIterator {
+public struct ChunkIterator: Sendable {
     private var buffer: ChunkBuffer
     /// Bit position of the next code; after the last sample, the end of the data.
     private(set) var bitPosition: Int = 0

@@ -17,8 +17,8 @@ import StarlingCore
 ///   gauges move in pages of 4096, say), and four bucket widths, one byte each, 0...64.
 /// Then the bit stream, for each sample i ≥ 1: the timestamp code (as in encoding 1) and, unless
 /// the mode is constant, a value code: the zig-zag of `diff / g` in the first bucket wide enough,
-/// behind its prefix `0`, `10`, `110` or `111` (buckets 0...3). The widths are chosen per chunk to
-/// minimize its size (`optimalBuckets`).
+/// behind its prefix `0`, `10`, `110` or `111` (buckets 0...3). The widths and their order are
+/// chosen per chunk to minimize its size (`optimalBuckets`); the decoder only reads the table.
 ///
 /// A chunk is only produced when every value round-trips bit for bit through its mantissa, so
 /// -0.0, NaN, ±Inf and values needing more than 53 mantissa bits keep encoding 1.
@@ -93,30 +93,25 @@ enum DecimalCodec {
         }
 
         var mode = Mode.constant
-        var g: Int64 = 1
-        var widths: UInt32 = 0
-        var valueBits = 0
+        var best = Plan(g: 1, widths: 0, bucketForLength: [], bits: 0)
         if n > 1, m.contains(where: { $0 != m[0] }) {
             let delta = plan(m, order: 1)
             let dod = plan(m, order: 2)
             let deltaCost = delta.bits + 8 * uvarintSize(UInt64(delta.g))
             let dodCost = dod.bits + 8 * uvarintSize(UInt64(dod.g))
-            let best = dodCost < deltaCost ? dod : delta
-            mode = dodCost < deltaCost ? .deltaOfDelta : .delta
-            g = best.g
-            widths = best.widths
-            valueBits = best.bits
+            (mode, best) = dodCost < deltaCost ? (.deltaOfDelta, dod) : (.delta, delta)
         }
+        let g = best.g
 
         var w = BitWriter(bytes: [ChunkEncoding.decimal.rawValue, UInt8(truncatingIfNeeded: n >> 8), UInt8(truncatingIfNeeded: n)])
-        w.reserveCapacity(32 + (n * 2 + valueBits) / 8)
+        w.reserveCapacity(32 + (n * 2 + best.bits) / 8)
         w.appendUVarint(ZigZag.encode(samples[0].timestampMs))
         w.appendByte(UInt8(bitPattern: Int8(e)))
         w.appendByte(mode.rawValue)
         w.appendUVarint(ZigZag.encode(m[0]))
         if mode != .constant {
             w.appendUVarint(UInt64(g))
-            for b in 0..<4 { w.appendByte(UInt8(truncatingIfNeeded: widths >> (8 * b))) }
+            for b in 0..<4 { w.appendByte(UInt8(truncatingIfNeeded: best.widths >> (8 * b))) }
         }
 
         var prevT = samples[0].timestampMs
@@ -133,10 +128,10 @@ enum DecimalCodec {
             case .constant:
                 break
             case .delta:
-                writeValue((m[i] - m[i - 1]) / g, widths, &w)
+                writeValue((m[i] - m[i - 1]) / g, best, &w)
             case .deltaOfDelta:
                 let diff = m[i] - m[i - 1]
-                writeValue((diff - prevDiff) / g, widths, &w)
+                writeValue((diff - prevDiff) / g, best, &w)
                 prevDiff = diff
             }
         }
@@ -144,12 +139,10 @@ enum DecimalCodec {
     }
 
     @inline(__always)
-    static func writeValue(_ q: Int64, _ widths: UInt32, _ w: inout BitWriter) {
+    static func writeValue(_ q: Int64, _ plan: Plan, _ w: inout BitWriter) {
         let z = ZigZag.encode(q)
-        let len = 64 - z.leadingZeroBitCount
-        var b = 0
-        while Int((widths >> (8 * UInt32(b))) & 0xFF) < len { b += 1 }
-        let width = Int((widths >> (8 * UInt32(b))) & 0xFF)
+        let b = Int(plan.bucketForLength[64 - z.leadingZeroBitCount])
+        let width = Int((plan.widths >> (8 * UInt32(b))) & 0xFF)
         let (plen, prefix): (Int, UInt64)
         switch b {
         case 0: (plen, prefix) = (prefixLength.0, prefixBits.0)
@@ -167,11 +160,14 @@ enum DecimalCodec {
 
     struct Plan {
         var g: Int64
+        /// Bucket widths in code order (bucket 0 = prefix `0`), one byte each.
         var widths: UInt32
+        /// For each bit length 0...64 of a coded value, the bucket it is written in.
+        var bucketForLength: [UInt8]
         var bits: Int
     }
 
-    /// The divisor, bucket widths and value-stream size of coding the mantissas' differences of
+    /// The divisor, buckets and value-stream size of coding the mantissas' differences of
     /// `order` 1 (delta) or 2 (delta of delta, the first delta taken against 0).
     static func plan(_ m: [Int64], order: Int) -> Plan {
         var g: UInt64 = 0
@@ -192,8 +188,9 @@ enum DecimalCodec {
             prevDiff = diff
             histogram[64 - ZigZag.encode(q / gi).leadingZeroBitCount] += 1
         }
-        let (widths, bits) = optimalBuckets(histogram)
-        return Plan(g: gi, widths: widths, bits: bits)
+        var plan = optimalBuckets(histogram)
+        plan.g = gi
+        return plan
     }
 
     static func gcd(_ a: UInt64, _ b: UInt64) -> UInt64 {
@@ -209,11 +206,16 @@ enum DecimalCodec {
         return n
     }
 
-    /// The four nondecreasing bucket widths that minimize the bits of a value stream whose codes
-    /// have the bit-length `histogram` (index = bit length 0...64), with prefix lengths 1, 2, 3, 3
-    /// assigned in width order, and that total. Dynamic programming over the distinct lengths
-    /// present: an optimal width always equals the largest length its bucket holds.
-    static func optimalBuckets(_ histogram: [Int]) -> (widths: UInt32, bits: Int) {
+    /// Buckets that minimize the bits of a value stream whose coded values have the bit-length
+    /// `histogram` (index = bit length 0...64).
+    ///
+    /// First the widths, by dynamic programming over the distinct lengths present with prefix
+    /// lengths 1, 2, 3, 3 given in width order (an optimal width always equals the largest length
+    /// its bucket holds). Then the prefixes are reassigned by bucket population, the most
+    /// frequent bucket taking `0`, and each length goes to the bucket where it costs least
+    /// (prefix + width): never worse than the width order, and better when the narrow bucket is
+    /// rare (counters that mostly move by ~1000 and sometimes not at all).
+    static func optimalBuckets(_ histogram: [Int]) -> Plan {
         var lengths: [Int] = []
         var cumulative: [Int] = [0]
         for (len, c) in histogram.enumerated() where c > 0 {
@@ -221,7 +223,7 @@ enum DecimalCodec {
             cumulative.append(cumulative.last! + c)
         }
         let k = lengths.count
-        guard k > 0 else { return (0, 0) }
+        guard k > 0 else { return Plan(g: 1, widths: 0, bucketForLength: [UInt8](repeating: 0, count: 65), bits: 0) }
         let prefix = [1, 2, 3, 3]
         let infinity = Int.max / 4
         // cost[j][i]: fewest bits coding lengths[0..<i] with exactly j buckets; from[j][i]: the
@@ -241,18 +243,35 @@ enum DecimalCodec {
                 }
             }
         }
-        var bestJ = 1
-        for j in 1...min(4, k) where cost[j][k] < cost[bestJ][k] { bestJ = j }
-        var ws = [Int](repeating: lengths[k - 1], count: 4)
+        var used = 1
+        for j in 1...min(4, k) where cost[j][k] < cost[used][k] { used = j }
+        // Widths and populations of the buckets, in width order.
+        var widths = [Int](repeating: lengths[k - 1], count: 4)
+        var population = [Int](repeating: 0, count: 4)
         var i = k
-        var j = bestJ
-        while j > 0 {
-            ws[j - 1] = lengths[i - 1]
-            i = from[j][i]
-            j -= 1
+        for j in stride(from: used, to: 0, by: -1) {
+            let start = from[j][i]
+            widths[j - 1] = lengths[i - 1]
+            population[j - 1] = cumulative[i] - cumulative[start]
+            i = start
         }
+        // Code order: by population, descending; ties keep the narrower bucket first.
+        let order = (0..<4).sorted { population[$0] != population[$1] ? population[$0] > population[$1] : $0 < $1 }
         var packed: UInt32 = 0
-        for b in 0..<4 { packed |= UInt32(ws[b]) << (8 * UInt32(b)) }
-        return (packed, cost[bestJ][k])
+        for (code, b) in order.enumerated() { packed |= UInt32(widths[b]) << (8 * UInt32(code)) }
+        var bucketForLength = [UInt8](repeating: 0, count: 65)
+        var bits = 0
+        for len in 0...64 {
+            var best = -1
+            var bestCost = Int.max
+            for code in 0..<4 where widths[order[code]] >= len && prefix[code] + widths[order[code]] < bestCost {
+                best = code
+                bestCost = prefix[code] + widths[order[code]]
+            }
+            if best < 0 { continue }  // longer than every width: not present in the histogram
+            bucketForLength[len] = UInt8(best)
+            bits += histogram[len] * bestCost
+        }
+        return Plan(g: 1, widths: packed, bucketForLength: bucketForLength, bits: bits)
     }
 }

@@ -35,8 +35,8 @@ public enum DuplicateRule {
 /// since the bounds are what lets readers skip chunks.
 ///
 /// Errors end the iteration: after `next()` threw, it returns false.
-public struct SeriesSampleIterator {
-    private struct Cursor {
+public struct SeriesSampleIterator: Sendable {
+    private struct Cursor: Sendable {
         var it: ChunkIterator
         let declaredMaxMs: Int64
     }
@@ -155,7 +155,10 @@ public struct SeriesSampleIterator {
     public mutating func collect() throws(DecodeError) -> [Sample] {
         var out: [Sample] = []
         var estimate = 0
-        for c in chunks[nextChunk...] { estimate += (try? ChunkCodec.sampleCount(c.bytes)) ?? 0 }
+        for c in chunks[nextChunk...] {
+            // Every sample takes at least one bit: a damaged count cannot inflate the reservation.
+            estimate += min((try? ChunkCodec.sampleCount(c.bytes)) ?? 0, c.bytes.count * 8)
+        }
         out.reserveCapacity(estimate + open.count * 16)
         while try next() { out.append(Sample(timestampMs, value)) }
         return out

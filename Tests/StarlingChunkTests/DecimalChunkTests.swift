@@ -1,5 +1,6 @@
 import StarlingChunk
 import StarlingCore
+import StarlingTestKit
 import Testing
 
 @Suite struct DecimalChunkTests {
@@ -35,7 +36,7 @@ import Testing
     @Test func constantDeltaAndDeltaOfDeltaModes() throws {
         let ts = regularTimestamps(240)
         #expect(header(try roundTrip(series(ts) { _ in 123.45 })).mode == 0)
-        var rng = SeededRNG(seed: 7)
+        var rng = SeededRandom(seed: 7)
         var walk = 4500
         let gauge = try roundTrip(series(ts) { _ in
             walk += rng.int(-5...5)
@@ -53,7 +54,7 @@ import Testing
     }
 
     @Test func commonDivisorOfDifferences() throws {
-        var rng = SeededRNG(seed: 8)
+        var rng = SeededRandom(seed: 8)
         var pages = 1_000_000
         let samples = series(regularTimestamps(240)) { _ in
             pages += rng.int(-100...100)
@@ -65,7 +66,7 @@ import Testing
     }
 
     @Test func negativeAndMixedSignValues() throws {
-        var rng = SeededRNG(seed: 9)
+        var rng = SeededRandom(seed: 9)
         var v = 0
         _ = try roundTrip(series(regularTimestamps(240)) { _ in
             v += rng.int(-1000...1000)
@@ -93,7 +94,7 @@ import Testing
     }
 
     @Test func smallerThanXORForDecimalData() throws {
-        var rng = SeededRNG(seed: 10)
+        var rng = SeededRandom(seed: 10)
         for kind in [NodeKind.integerCounter, .cpuSeconds, .gauge, .byteGauge] {
             let samples = nodeExporterSeries(kind, samples: 240, rng: &rng)
             let dec = try roundTrip(samples)

@@ -1,12 +1,13 @@
 import StarlingChunk
 import StarlingCore
+import StarlingTestKit
 import Testing
 
 /// Seeded fuzzing. Every seed replays exactly; a failure message names its seed and round.
 @Suite struct FuzzTests {
     /// Random series shaped to reach every code path: timestamp steps from 1 ms to whole
     /// Int64 ranges, values from a few decimals to arbitrary bit patterns.
-    static func randomSamples(_ rng: inout SeededRNG) -> [Sample] {
+    static func randomSamples(_ rng: inout SeededRandom) -> [Sample] {
         let n = rng.int(1...300)
         var t = Int64(bitPattern: rng.next()) >> rng.int(0...63)
         let stepStyle = rng.int(0...3)
@@ -41,7 +42,7 @@ import Testing
 
     @Test(arguments: 0..<8)
     func encodeDecodeEquality(seed: Int) throws {
-        var rng = SeededRNG(seed: UInt64(seed) &* 0x1234_5678_9ABC)
+        var rng = SeededRandom(seed: UInt64(seed) &* 0x1234_5678_9ABC)
         for round in 0..<60 {
             let samples = Self.randomSamples(&rng)
             let xor = xorChunk(samples)
@@ -69,7 +70,7 @@ import Testing
     }
 
     @Test func everyTruncationThrows() throws {
-        var rng = SeededRNG(seed: 99)
+        var rng = SeededRandom(seed: 99)
         for round in 0..<40 {
             // Short series keep the quadratic cost of trying every prefix small.
             let samples = Array(Self.randomSamples(&rng).prefix(40))
@@ -88,7 +89,7 @@ import Testing
 
     @Test(arguments: 0..<4)
     func mutationsNeverCrash(seed: Int) {
-        var rng = SeededRNG(seed: 7_000 + UInt64(seed))
+        var rng = SeededRandom(seed: 7_000 + UInt64(seed))
         for _ in 0..<250 {
             let samples = Self.randomSamples(&rng)
             let base = rng.chance(0.5) ? xorChunk(samples).bytes : ChunkEncoder.encodeChunk(samples[...]).bytes
@@ -109,7 +110,7 @@ import Testing
     }
 
     @Test func garbageNeverCrashes() {
-        var rng = SeededRNG(seed: 4242)
+        var rng = SeededRandom(seed: 4242)
         for _ in 0..<3_000 {
             var bytes = (0..<rng.int(0...64)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
             if !bytes.isEmpty && rng.chance(0.8) { bytes[0] = UInt8(rng.int(1...2)) }

@@ -1,5 +1,6 @@
 import StarlingChunk
 import StarlingCore
+import StarlingTestKit
 import Testing
 
 @Suite struct ChunkIteratorTests {
@@ -128,7 +129,7 @@ import Testing
     }
 
     @Test func manyOverlappingChunksAgainstAReference() throws {
-        var rng = SeededRNG(seed: 11)
+        var rng = SeededRandom(seed: 11)
         for round in 0..<30 {
             // Several replicas' worth of chunks over one timeline, some with conflicting values.
             var reference: [Int64: Double] = [:]
@@ -184,7 +185,7 @@ import Testing
     }
 
     @Test func compactRewritesOverlapsIntoOptimalChunks() throws {
-        var rng = SeededRNG(seed: 12)
+        var rng = SeededRandom(seed: 12)
         let all = nodeExporterSeries(.cpuSeconds, samples: 700, rng: &rng)
         // Head-style XOR chunks of 100 plus an overlapping replica copy of the middle.
         var chunks: [EncodedChunk] = []

@@ -1,5 +1,6 @@
 import StarlingChunk
 import StarlingCore
+import StarlingTestKit
 import Testing
 
 /// The storage target: at most 1.4 bytes per sample (chunk bytes only) on node-exporter-like
@@ -19,7 +20,7 @@ import Testing
         var xorPerSample: Double { Double(xorBytes) / Double(samples) }
     }
 
-    static func measure(_ kind: NodeKind, rng: inout SeededRNG) throws -> Measurement {
+    static func measure(_ kind: NodeKind, rng: inout SeededRandom) throws -> Measurement {
         var m = Measurement()
         for _ in 0..<seriesPerKind {
             let samples = nodeExporterSeries(kind, samples: samplesPerSeries, rng: &rng)
@@ -40,7 +41,7 @@ import Testing
     }
 
     @Test func nodeExporterMixIsAtMost1Point4BytesPerSample() throws {
-        var rng = SeededRNG(seed: 20_260_101)
+        var rng = SeededRandom(seed: 20_260_101)
         var mix = Measurement()
         var lines = ["kind            best B/sample  xor-only B/sample  decimal chunks"]
         for kind in NodeKind.allCases {

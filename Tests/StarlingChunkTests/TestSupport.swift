@@ -1,19 +1,11 @@
 import Foundation
 import StarlingChunk
 import StarlingCore
+import StarlingTestKit
 import Testing
 
-/// SplitMix64: a tiny seeded generator so every test and measurement replays exactly.
-struct SeededRNG: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+/// Draws for the codec tests on top of TestKit's seeded SplitMix64: every test replays exactly.
+extension SeededRandom {
     mutating func unit() -> Double { Double(next() >> 11) / 9_007_199_254_740_992 }
     mutating func int(_ range: ClosedRange<Int>) -> Int { Int.random(in: range, using: &self) }
     mutating func chance(_ p: Double) -> Bool { unit() < p }
@@ -74,7 +66,7 @@ enum NodeKind: String, CaseIterable {
     static let mix: [NodeKind] = [.constant, .integerCounter, .cpuSeconds, .gauge]
 }
 
-func nodeExporterSeries(_ kind: NodeKind, samples n: Int, rng: inout SeededRNG) -> [Sample] {
+func nodeExporterSeries(_ kind: NodeKind, samples n: Int, rng: inout SeededRandom) -> [Sample] {
     var out: [Sample] = []
     out.reserveCapacity(n)
     let start: Int64 = 1_700_000_000_000

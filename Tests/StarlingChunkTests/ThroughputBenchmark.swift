@@ -1,6 +1,7 @@
 import Foundation
 import StarlingChunk
 import StarlingCore
+import StarlingTestKit
 import Testing
 
 /// Throughput measurement, not a test: it asserts nothing about time and runs only when asked.
@@ -33,7 +34,7 @@ import Testing
 
     @Test(.enabled(if: enabled))
     func throughput() throws {
-        var rng = SeededRNG(seed: 77)
+        var rng = SeededRandom(seed: 77)
         let seriesLength = 240 * 2_000  // 480,000 samples: 2,000 chunks of one series
         var report = ["kind            append M/s  encode M/s  decode M/s  B/sample"]
         var kinds: [(String, [Sample])] = NodeKind.allCases.map { ($0.rawValue, nodeExporterSeries($0, samples: seriesLength, rng: &rng)) }

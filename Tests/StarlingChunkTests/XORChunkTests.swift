@@ -1,5 +1,6 @@
 import StarlingChunk
 import StarlingCore
+import StarlingTestKit
 import Testing
 
 @Suite struct XORChunkTests {
@@ -23,7 +24,7 @@ import Testing
     }
 
     @Test func jitteredSeries() throws {
-        var rng = SeededRNG(seed: 1)
+        var rng = SeededRandom(seed: 1)
         var t: Int64 = 1_700_000_000_000
         var ts: [Int64] = []
         for _ in 0..<240 {
@@ -34,7 +35,7 @@ import Testing
     }
 
     @Test func gappySeries() throws {
-        var rng = SeededRNG(seed: 2)
+        var rng = SeededRandom(seed: 2)
         var t: Int64 = 1_700_000_000_000
         var ts: [Int64] = []
         for _ in 0..<200 {
@@ -66,7 +67,7 @@ import Testing
     }
 
     @Test func randomFloats() throws {
-        var rng = SeededRNG(seed: 3)
+        var rng = SeededRandom(seed: 3)
         let samples = series(regularTimestamps(240)) { _ in Double(bitPattern: rng.next()) }
         try roundTrip(samples, "random bits")
     }
@@ -120,7 +121,7 @@ import Testing
         #expect(a.bytes == [1, 0, 0])
         #expect(try ChunkCodec.validate(a.chunk) == 0)
         #expect(!a.chunk.overlaps(0, 1_000_000))
-        var rng = SeededRNG(seed: 4)
+        var rng = SeededRandom(seed: 4)
         var want: [Sample] = []
         var t: Int64 = -5_000
         for _ in 0..<300 {
@@ -142,7 +143,7 @@ import Testing
     }
 
     @Test func resumeAppendingAtEveryLength() throws {
-        var rng = SeededRNG(seed: 5)
+        var rng = SeededRandom(seed: 5)
         var t: Int64 = 1_000
         let samples = (0..<60).map { i -> Sample in
             t += Int64(rng.int(1...20_000))
@@ -187,7 +188,7 @@ import Testing
         expectBitwiseEqual(try decodeChunk(closed.bytes), try decodeChunk(a.bytes), "closed")
 
         var f = XORAppender()
-        var rng = SeededRNG(seed: 6)
+        var rng = SeededRandom(seed: 6)
         for t in regularTimestamps(100) { f.append(t, rng.unit()) }
         #expect(f.closed() == f.chunk)
         #expect(XORAppender().closed() == XORAppender().chunk)

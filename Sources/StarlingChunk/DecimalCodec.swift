@@ -16,7 +16,7 @@ import StarlingCore
 /// - mode 1 and 2 only: `g` ≥ 1 as uvarint, every stored difference is a multiple of `g` (byte
 ///   gauges move in pages of 4096, say), and four bucket widths, one byte each, 0...64.
 /// Then the bit stream, for each sample i ≥ 1: the timestamp code (as in encoding 1) and, unless
-/// the mode is constant, a value code: the zig-zag of `diff / g` in the first bucket wide enough,
+/// the mode is constant, a value code: the zig-zag of `diff / g` in the bucket where it costs least,
 /// behind its prefix `0`, `10`, `110` or `111` (buckets 0...3). The widths and their order are
 /// chosen per chunk to minimize its size (`optimalBuckets`); the decoder only reads the table.
 ///
@@ -57,40 +57,45 @@ enum DecimalCodec {
         return back.bitPattern == v.bitPattern ? mi : nil
     }
 
-    /// The per-chunk exponent: the smallest e ≥ 0 at which every value is an exact decimal,
-    /// else the smallest e < 0 (large integers with trailing zeros), else nil. Fails fast on the
-    /// first value that cannot be represented, which keeps the attempt cheap for float data.
-    static func exponent(_ samples: UnsafeBufferPointer<Sample>) -> Int? {
+    /// The per-chunk exponent and the mantissas: the smallest e ≥ 0 at which every value is an
+    /// exact decimal, else the smallest |e| with e < 0 (large integers with trailing zeros), else
+    /// nil. Fails fast on the first value that cannot be represented, which keeps the attempt
+    /// cheap for float data; mantissas computed before the exponent last grew are recomputed
+    /// (a value exact at a smaller exponent stays exact unless its mantissa leaves the range).
+    static func mantissas(_ samples: UnsafeBufferPointer<Sample>) -> (exponent: Int, mantissas: [Int64])? {
+        var m = [Int64](repeating: 0, count: samples.count)
         var e = 0
-        var positive = true
-        for s in samples {
-            guard s.value.isFinite else { return nil }
-            while mantissa(s.value, exponent: e) == nil {
-                if positive {
-                    e += 1
-                    if e > maxExponent { positive = false; e = -1 }
+        var stale = 0  // m[..<stale] were computed at an earlier exponent
+        for i in 0..<samples.count {
+            let v = samples[i].value
+            guard v.isFinite else { return nil }
+            while true {
+                if let mi = mantissa(v, exponent: e) {
+                    m[i] = mi
+                    break
+                }
+                if e >= 0 {
+                    e = e == maxExponent ? -1 : e + 1
                 } else {
                     e -= 1
                     if e < -maxExponent { return nil }
                 }
+                stale = i
             }
         }
-        return e
+        for i in 0..<stale {
+            guard let mi = mantissa(samples[i].value, exponent: e) else { return nil }
+            m[i] = mi
+        }
+        return (e, m)
     }
 
     /// Encodes `samples` (strictly increasing timestamps) as an encoding-2 chunk, or returns nil
     /// when some value is not an exact decimal of a common scale.
     static func encode(_ samples: UnsafeBufferPointer<Sample>) -> [UInt8]? {
         let n = samples.count
-        guard n >= 1, n <= ChunkCodec.maxSamplesPerChunk, let e = exponent(samples) else { return nil }
-
-        var m = [Int64](repeating: 0, count: n)
-        for i in 0..<n {
-            // A value valid at a smaller exponent stays valid at e unless its mantissa left the
-            // exact range; recheck rather than assume.
-            guard let mi = mantissa(samples[i].value, exponent: e) else { return nil }
-            m[i] = mi
-        }
+        guard n >= 1, n <= ChunkCodec.maxSamplesPerChunk, let found = mantissas(samples) else { return nil }
+        let (e, m) = found
 
         var mode = Mode.constant
         var best = Plan(g: 1, widths: 0, bucketForLength: [], bits: 0)
@@ -128,10 +133,10 @@ enum DecimalCodec {
             case .constant:
                 break
             case .delta:
-                writeValue((m[i] - m[i - 1]) / g, best, &w)
+                writeValue(divide(m[i] - m[i - 1], g), best, &w)
             case .deltaOfDelta:
                 let diff = m[i] - m[i - 1]
-                writeValue((diff - prevDiff) / g, best, &w)
+                writeValue(divide(diff - prevDiff, g), best, &w)
                 prevDiff = diff
             }
         }
@@ -186,12 +191,16 @@ enum DecimalCodec {
             let diff = m[i] - m[i - 1]
             let q = order == 1 ? diff : diff - prevDiff
             prevDiff = diff
-            histogram[64 - ZigZag.encode(q / gi).leadingZeroBitCount] += 1
+            histogram[64 - ZigZag.encode(divide(q, gi)).leadingZeroBitCount] += 1
         }
         var plan = optimalBuckets(histogram)
         plan.g = gi
         return plan
     }
+
+    /// `x / g`; most chunks have g == 1, and a 64-bit division costs tens of cycles.
+    @inline(__always)
+    static func divide(_ x: Int64, _ g: Int64) -> Int64 { g == 1 ? x : x / g }
 
     static func gcd(_ a: UInt64, _ b: UInt64) -> UInt64 {
         var (a, b) = (a, b)

@@ -4,10 +4,29 @@ import StarlingCore
 // bit stream starts on a byte boundary after its byte-aligned header and its last byte is padded
 // with zero bits.
 
+/// Bytes `appendUVarint` uses for `v`.
+func uvarintSize(_ v: UInt64) -> Int {
+    (64 - (v | 1).leadingZeroBitCount + 6) / 7
+}
+
+/// Where encoders put bits: a `BitWriter`, or a `BitCounter` that only measures, so the size of
+/// an encoding is computed by the very code that writes it.
+protocol BitSink {
+    /// Appends the low `n` bits of `value` (`n` in 0...64), most significant first.
+    mutating func write(_ value: UInt64, _ n: Int)
+}
+
+/// Counts the bits an encoder would write.
+struct BitCounter: BitSink {
+    var bitCount = 0
+    @inline(__always)
+    mutating func write(_ value: UInt64, _ n: Int) { bitCount &+= n }
+}
+
 /// Appends bits to a byte array. Invariant: `bytes.count == (bitCount + 7) / 8` and the bits of
 /// the last byte past `bitCount` are zero, so `bytes` is always a complete, readable chunk and a
 /// snapshot of it costs one reference-count increment.
-struct BitWriter: Sendable {
+struct BitWriter: BitSink, Sendable {
     private(set) var bytes: [UInt8]
     private(set) var bitCount: Int
 
@@ -147,7 +166,7 @@ enum BitRead {
 /// | `11111` | 64      | any                              | 69   | long gap, arbitrary timestamps        |
 enum TimestampCode {
     @inline(__always)
-    static func write(_ dod: Int64, _ w: inout BitWriter) {
+    static func write<S: BitSink>(_ dod: Int64, _ w: inout S) {
         let u = UInt64(bitPattern: dod)
         if dod == 0 {
             w.write(0, 1)
@@ -163,17 +182,6 @@ enum TimestampCode {
             w.write(0b11111, 5)
             w.write(u, 64)
         }
-    }
-
-    /// Bits `write` uses for `dod`.
-    @inline(__always)
-    static func bitCount(_ dod: Int64) -> Int {
-        if dod == 0 { return 1 }
-        if dod >= -64 && dod <= 63 { return 9 }
-        if dod >= -256 && dod <= 255 { return 12 }
-        if dod >= -2048 && dod <= 2047 { return 16 }
-        if dod >= -524_288 && dod <= 524_287 { return 25 }
-        return 69
     }
 
     @inline(__always)

@@ -28,9 +28,11 @@ public enum ChunkEncoder {
     /// timestamps) in the smallest encoding: decimal when every value is an exact decimal and
     /// that is smaller, else XOR.
     public static func encodeChunk(_ samples: ArraySlice<Sample>) -> EncodedChunk {
-        let xor = encode(samples, as: .xor)!
-        guard let decimal = encode(samples, as: .decimal), decimal.bytes.count < xor.bytes.count else { return xor }
-        return decimal
+        // The XOR size is computed without encoding: most chunks of node-exporter data end up
+        // decimal, and the XOR bytes would be thrown away.
+        let xorSize = samples.withUnsafeBufferPointer { XORAppender.encodedSize($0) }
+        if let decimal = encode(samples, as: .decimal), decimal.bytes.count < xorSize { return decimal }
+        return encode(samples, as: .xor)!
     }
 
     /// One chunk of `samples` in the given encoding; nil if the encoding cannot hold them

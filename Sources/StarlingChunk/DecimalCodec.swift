@@ -208,13 +208,6 @@ enum DecimalCodec {
         return a
     }
 
-    static func uvarintSize(_ v: UInt64) -> Int {
-        var n = 1
-        var v = v
-        while v >= 0x80 { v >>= 7; n += 1 }
-        return n
-    }
-
     /// Buckets that minimize the bits of a value stream whose coded values have the bit-length
     /// `histogram` (index = bit length 0...64).
     ///

@@ -26,10 +26,7 @@ public struct XORAppender: Sendable {
     /// Timestamp of the last sample; `Int64.min` while empty.
     public private(set) var maxTimeMs: Int64 = .min
     private var delta: Int64 = 0
-    private var lastBits: UInt64 = 0
-    /// The XOR window; `leading == 0xFF` until the first window is written.
-    private var leading: Int = 0xFF
-    private var trailing: Int = 0
+    private var values = XORValueCoder()
 
     /// An empty chunk. `expectedSamples` only sizes the initial allocation.
     public init(expectedSamples: Int = ChunkCodec.defaultSamplesPerChunk) {
@@ -63,9 +60,7 @@ public struct XORAppender: Sendable {
                 minTimeMs = first
                 maxTimeMs = it.timestampMs
                 delta = it.timestampDelta
-                lastBits = it.value.bitPattern
-                leading = it.xorLeading
-                trailing = it.xorTrailing
+                values = XORValueCoder(lastBits: it.value.bitPattern, leading: it.xorLeading, trailing: it.xorTrailing)
             }
         }
     }
@@ -74,7 +69,7 @@ public struct XORAppender: Sendable {
     public var bytes: [UInt8] { writer.bytes }
 
     /// The last value appended; meaningless while `count == 0`.
-    public var lastValue: Double { Double(bitPattern: lastBits) }
+    public var lastValue: Double { Double(bitPattern: values.lastBits) }
 
     /// `true` when no further sample fits (`count == ChunkCodec.maxSamplesPerChunk`).
     public var isFull: Bool { count >= ChunkCodec.maxSamplesPerChunk }
@@ -118,17 +113,48 @@ public struct XORAppender: Sendable {
             let d = timestampMs &- maxTimeMs
             TimestampCode.write(d &- delta, &writer)
             delta = d
-            writeValue(bits)
+            values.write(bits, &writer)
         }
         maxTimeMs = timestampMs
-        lastBits = bits
+        values.lastBits = bits
         count += 1
         writer.setByte(ChunkCodec.countOffset, UInt8(truncatingIfNeeded: count >> 8))
         writer.setByte(ChunkCodec.countOffset + 1, UInt8(truncatingIfNeeded: count))
     }
 
+    /// The exact size in bytes of the encoding-1 chunk of `samples` (strictly increasing
+    /// timestamps), computed by the appender's own coding logic without writing anything: what
+    /// `ChunkEncoder` compares a decimal encoding against.
+    static func encodedSize(_ samples: UnsafeBufferPointer<Sample>) -> Int {
+        guard let first = samples.first else { return ChunkCodec.fixedHeaderSize }
+        var counter = BitCounter()
+        counter.write(first.value.bitPattern, 64)
+        var values = XORValueCoder(lastBits: first.value.bitPattern)
+        var prevT = first.timestampMs
+        var delta: Int64 = 0
+        for s in samples.dropFirst() {
+            let d = s.timestampMs &- prevT
+            TimestampCode.write(d &- delta, &counter)
+            delta = d
+            prevT = s.timestampMs
+            let bits = s.value.bitPattern
+            values.write(bits, &counter)
+            values.lastBits = bits
+        }
+        return ChunkCodec.fixedHeaderSize + uvarintSize(ZigZag.encode(first.timestampMs)) + (counter.bitCount + 7) / 8
+    }
+}
+
+/// The XOR value code (Gorilla): the state is the previous value's bits and the current window.
+struct XORValueCoder: Sendable {
+    var lastBits: UInt64 = 0
+    /// The window; `leading == 0xFF` until the first window is written.
+    var leading: Int = 0xFF
+    var trailing: Int = 0
+
+    /// Writes the code of `bits` against `lastBits` (which the caller then updates).
     @inline(__always)
-    private mutating func writeValue(_ bits: UInt64) {
+    mutating func write<S: BitSink>(_ bits: UInt64, _ writer: inout S) {
         let x = bits ^ lastBits
         if x == 0 {
             writer.write(0, 1)

@@ -48,9 +48,14 @@ import Testing
             let xor = xorChunk(samples)
             expectBitwiseEqual(try decodeChunk(xor.bytes), samples, "seed \(seed) round \(round) xor")
             try ChunkCodec.validate(xor)
+            let best = ChunkEncoder.encodeChunk(samples[...])
             if let dec = ChunkEncoder.encode(samples[...], as: .decimal) {
                 expectBitwiseEqual(try decodeChunk(dec.bytes), samples, "seed \(seed) round \(round) decimal")
                 try ChunkCodec.validate(dec)
+                // The smaller wins; equal sizes keep XOR (appendable).
+                #expect(best == (dec.bytes.count < xor.bytes.count ? dec : xor), "seed \(seed) round \(round)")
+            } else {
+                #expect(best == xor)
             }
             let chunks = ChunkEncoder.encode(samples, maxSamplesPerChunk: rng.int(1...300))
             expectBitwiseEqual(try SeriesSampleIterator.collect(chunks: chunks), samples, "seed \(seed) round \(round) best")

@@ -50,7 +50,7 @@ public struct ChunkIterator: Sendable {
 
     /// Prepares to decode `bytes`; throws if the header is damaged.
     public init(_ bytes: [UInt8]) throws(DecodeError) {
-        buffer = ChunkBuffer(capacity: max(bytes.count, 256))
+        buffer = ChunkBuffer(capacity: max(min(bytes.count, ChunkCodec.maxChunkBytes), 256))
         try load(bytes)
     }
 
@@ -61,8 +61,8 @@ public struct ChunkIterator: Sendable {
     /// Restarts on another chunk, reusing the buffer when this iterator holds the only
     /// reference to it and it is large enough. On a thrown error the iterator is finished.
     public mutating func reset(_ bytes: [UInt8]) throws(DecodeError) {
-        if !isKnownUniquelyReferenced(&buffer) || buffer.capacity < bytes.count {
-            buffer = ChunkBuffer(capacity: max(bytes.count, 256))
+        if !isKnownUniquelyReferenced(&buffer) || buffer.capacity < min(bytes.count, ChunkCodec.maxChunkBytes) {
+            buffer = ChunkBuffer(capacity: max(min(bytes.count, ChunkCodec.maxChunkBytes), 256))
         }
         try load(bytes)
     }
@@ -75,6 +75,9 @@ public struct ChunkIterator: Sendable {
         xorTrailing = 0
         mantissaDelta = 0
         encoding = try ChunkEncoding.of(bytes)
+        guard bytes.count <= ChunkCodec.maxChunkBytes else {
+            throw .malformed(context: "chunk of \(bytes.count) bytes exceeds the \(ChunkCodec.maxChunkBytes)-byte limit")
+        }
         var r = ByteReader(bytes)
         _ = try r.readByte("chunk encoding")
         count = Int(try r.readBigEndian(UInt16.self, "chunk sample count"))

@@ -114,6 +114,23 @@ import Testing
         }
     }
 
+    @Test func oversizedChunksAreRefusedBeforeDecoding() throws {
+        let bytes: [UInt8] = [1, 0xFF, 0xFF, 0] + [UInt8](repeating: 0, count: ChunkCodec.maxChunkBytes)
+        #expect(throws: DecodeError.malformed(context: "chunk of \(bytes.count) bytes exceeds the \(ChunkCodec.maxChunkBytes)-byte limit")) {
+            try ChunkIterator(bytes)
+        }
+        // The largest chunk the appender can produce fits the limit.
+        var a = XORAppender(expectedSamples: 0)
+        var rng = SeededRandom(seed: 5)
+        var t = Int64.min
+        for _ in 0..<ChunkCodec.maxSamplesPerChunk {
+            a.append(t, Double(bitPattern: rng.next()))
+            t += 1 << 40
+        }
+        #expect(a.bytes.count <= ChunkCodec.maxChunkBytes)
+        #expect(try ChunkCodec.validate(a.chunk) == ChunkCodec.maxSamplesPerChunk)
+    }
+
     @Test func garbageNeverCrashes() {
         var rng = SeededRandom(seed: 4242)
         for _ in 0..<3_000 {

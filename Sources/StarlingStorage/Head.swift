@@ -1,3 +1,4 @@
+import StarlingChunk
 import StarlingCore
 
 /// A series held in memory because it is receiving samples: its open (in-order) chunk, its
@@ -31,15 +32,10 @@ final class HeadSeries: @unchecked Sendable {
         self.lastIndexedBlock = lastIndexedBlock
     }
 
-    /// Whether two values at the same timestamp resolve to `a` under the store's deterministic
-    /// rule (see docs/formats/chunk.md): non-NaN beats NaN, then the greater number (+0 beats
-    /// -0), then among NaNs the greater bit pattern. Independent of arrival order, so replicas
-    /// that received the same writes in different orders agree.
+    /// Whether `a` is kept over `b` at the same timestamp (`StarlingChunk.DuplicateRule`, the
+    /// order-independent rule every reader applies, so replicas converge).
     static func wins(_ a: Double, over b: Double) -> Bool {
-        if a.isNaN != b.isNaN { return !a.isNaN }
-        if a.isNaN { return a.bitPattern > b.bitPattern }
-        if a == b { return a.sign == .plus && b.sign == .minus }
-        return a > b
+        a.bitPattern != b.bitPattern && DuplicateRule.preferred(a, b).bitPattern == a.bitPattern
     }
 
     enum OutOfOrderInsert { case inserted, duplicate, replaced, discarded }

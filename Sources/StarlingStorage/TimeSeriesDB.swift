@@ -1,3 +1,4 @@
+import StarlingChunk
 import StarlingCore
 import Synchronization
 
@@ -375,7 +376,7 @@ public final class TimeSeriesDB: Querier, Sendable {
                         s.open = open
                     } else {
                         closeOpen(s, &h, &out)
-                        startOpen(s, sample, block: b, seq: seq, replaying: replaying, out: &out)
+                        startOpen(s, sample, block: b, seq: seq, replaying: replaying, options: options, out: &out)
                     }
                     report.accepted += 1
                 } else if sample.timestampMs == open.maxTimeMs && sample.value.bitPattern == open.lastValueBits {
@@ -391,7 +392,7 @@ public final class TimeSeriesDB: Querier, Sendable {
                     }
                 }
             } else {
-                startOpen(s, sample, block: b, seq: seq, replaying: replaying, out: &out)
+                startOpen(s, sample, block: b, seq: seq, replaying: replaying, options: options, out: &out)
                 report.accepted += 1
             }
         }
@@ -404,8 +405,8 @@ public final class TimeSeriesDB: Querier, Sendable {
         }
     }
 
-    private static func startOpen(_ s: HeadSeries, _ sample: Sample, block: Int32, seq: UInt64, replaying: Bool, out: inout KVWriteBatch) {
-        s.open = OpenChunk(sample)
+    private static func startOpen(_ s: HeadSeries, _ sample: Sample, block: Int32, seq: UInt64, replaying: Bool, options: Options, out: inout KVWriteBatch) {
+        s.open = OpenChunk(sample, expectedSamples: options.maxSamplesPerChunk)
         s.openBlock = block
         s.openUniq = seq
         if replaying {
@@ -560,9 +561,8 @@ public final class TimeSeriesDB: Querier, Sendable {
                 for k in keys { kv.delete(k) }
                 kv.delete(dirtyKey)
                 if !chunks.isEmpty {
-                    let samples = try ChunkOps.merge(chunks, minTimeMs: Int64.min, maxTimeMs: Int64.max)
                     let uniq = allocateSeq(&h, &kv)
-                    for c in ChunkOps.encode(samples, maxPerChunk: options.maxSamplesPerCompactedChunk) {
+                    for c in try ChunkEncoder.compact(chunks, maxSamplesPerChunk: options.maxSamplesPerCompactedChunk) {
                         kv.put(Keyspace.chunkKey(id: id, block: block, minTimeMs: c.minTimeMs, uniq: uniq, kind: .compacted),
                                Keyspace.chunkValue(c))
                     }

@@ -498,38 +498,40 @@ public final class TimeSeriesDB: Querier, Sendable {
     /// Writes every changed open chunk and out-of-order buffer, then deletes the WAL records
     /// they cover — all in one atomic write. Afterwards a restart replays only newer records.
     public func checkpoint(nowMs: Int64) throws {
-        try head.withLock { (h: inout HeadState) throws in
-            if let failure = h.failure { throw StorageError.failed(failure) }
-            var kv = h.pendingWrites
-            for s in h.dirtySeries.values {
-                if let open = s.open {
-                    let chunk = open.snapshot()
-                    kv.put(Keyspace.chunkKey(id: s.id, block: s.openBlock, minTimeMs: chunk.minTimeMs, uniq: s.openUniq, kind: .inOrder),
-                           Keyspace.chunkValue(chunk))
-                }
-                if !s.outOfOrder.isEmpty {
-                    Self.flushOutOfOrder(s, uniq: allocateSeq(&h, &kv), options: options, state: &h, out: &kv)
-                }
-                s.dirty = false
+        try head.withLock { (h: inout HeadState) throws in try checkpointLocked(&h, nowMs: nowMs) }
+    }
+
+    func checkpointLocked(_ h: inout HeadState, nowMs: Int64) throws {
+        if let failure = h.failure { throw StorageError.failed(failure) }
+        var kv = h.pendingWrites
+        for s in h.dirtySeries.values {
+            if let open = s.open {
+                let chunk = open.snapshot()
+                kv.put(Keyspace.chunkKey(id: s.id, block: s.openBlock, minTimeMs: chunk.minTimeMs, uniq: s.openUniq, kind: .inOrder),
+                       Keyspace.chunkValue(chunk))
             }
-            let upTo = h.lastAppliedSeq
-            kv.deleteRange(Keyspace.walKey(0), Keyspace.walKey(upTo + 1))
-            var v: [UInt8] = []
-            v.appendBigEndian(upTo)
-            kv.put(Keyspace.metaKey("checkpoint"), v)
-            do {
-                try store.write(kv, sync: false)
-            } catch {
-                // Head state is intact and the WAL still holds everything; try again later.
-                for s in h.dirtySeries.values { s.dirty = true }
-                throw error
+            if !s.outOfOrder.isEmpty {
+                Self.flushOutOfOrder(s, uniq: allocateSeq(&h, &kv), options: options, state: &h, out: &kv)
             }
-            h.pendingWrites = KVWriteBatch()
-            h.dirtySeries.removeAll(keepingCapacity: true)
-            h.walBytesSinceCheckpoint = 0
-            h.lastCheckpointMs = nowMs
-            h.stats.checkpoints += 1
+            s.dirty = false
         }
+        let upTo = h.lastAppliedSeq
+        kv.deleteRange(Keyspace.walKey(0), Keyspace.walKey(upTo + 1))
+        var v: [UInt8] = []
+        v.appendBigEndian(upTo)
+        kv.put(Keyspace.metaKey("checkpoint"), v)
+        do {
+            try store.write(kv, sync: false)
+        } catch {
+            // Head state is intact and the WAL still holds everything; try again later.
+            for s in h.dirtySeries.values { s.dirty = true }
+            throw error
+        }
+        h.pendingWrites = KVWriteBatch()
+        h.dirtySeries.removeAll(keepingCapacity: true)
+        h.walBytesSinceCheckpoint = 0
+        h.lastCheckpointMs = nowMs
+        h.stats.checkpoints += 1
     }
 
     /// Merges the chunks of series-blocks marked dirty (out-of-order data, chunks cut by a

@@ -1,0 +1,40 @@
+import NIOPosix
+import Synchronization
+
+/// What `/readyz` reports: the node is ready when no component is pending. Components register
+/// as pending before the HTTP server starts (storage: "recovering") and clear themselves when
+/// they can serve; a component that fails sets a reason that stays visible.
+public final class Readiness: Sendable {
+    private let pending = Mutex<[String: String]>([:])
+
+    public init() {}
+
+    public func setPending(_ component: String, reason: String) {
+        pending.withLock { $0[component] = reason }
+    }
+
+    public func setReady(_ component: String) {
+        _ = pending.withLock { $0.removeValue(forKey: component) }
+    }
+
+    /// Pending components and their reasons, sorted by component name.
+    public var pendingComponents: [(component: String, reason: String)] {
+        pending.withLock { p in p.sorted { $0.key < $1.key }.map { ($0.key, $0.value) } }
+    }
+
+    public var isReady: Bool { pending.withLock { $0.isEmpty } }
+}
+
+/// Runs blocking work (storage calls, which may wait on disk I/O and take locks) on a dedicated
+/// thread pool, never on a NIO event loop or for long on Swift's cooperative pool.
+public struct BlockingExecutor: Sendable {
+    public let pool: NIOThreadPool
+
+    public init(pool: NIOThreadPool) {
+        self.pool = pool
+    }
+
+    public func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await pool.runIfActive(body)
+    }
+}

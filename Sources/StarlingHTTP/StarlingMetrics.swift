@@ -1,0 +1,143 @@
+import Prometheus
+import Synchronization
+
+/// The node's own Prometheus metrics, served at `/metrics`.
+///
+/// One registry per node: `StarlingNode` also bootstraps swift-metrics with a
+/// `PrometheusMetricsFactory` over the same registry, so libraries and later subsystems that use
+/// the swift-metrics API (gossip, replication) appear on the same page. Metrics with labels are
+/// created on first use and cached here, so the hot path is one dictionary lookup under a lock.
+///
+/// Naming: `starling_<subsystem>_<name>_<unit>`; every label has a bounded value set (routes are
+/// route templates, reasons are enum cases, protocols a fixed list).
+public final class StarlingMetrics: Sendable {
+    public let registry: PrometheusCollectorRegistry
+
+    /// Latency buckets for HTTP handlers: 1 ms … 30 s. Ingest requests land at 1–50 ms, export
+    /// and large reads reach seconds.
+    public static let latencyBuckets: [Duration] = [
+        .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25),
+        .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1),
+        .milliseconds(2500), .seconds(5), .seconds(10), .seconds(30),
+    ]
+
+    private struct Caches {
+        var requests: [String: Counter] = [:]
+        var latency: [String: DurationHistogram] = [:]
+        var labeled: [String: Counter] = [:]
+    }
+    private let caches = Mutex(Caches())
+
+    public let storageSeries: Gauge
+    public let storageSamples: Gauge
+    public let storageBytesOnDisk: Gauge
+    public let storageReady: Gauge
+    public let recoveryDurationSeconds: Gauge
+    public let maintenanceRuns: Counter
+    public let maintenanceFailures: Counter
+
+    public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
+        self.registry = registry
+        storageSeries = registry.makeGauge(descriptor: .init(
+            namespace: "starling", subsystem: "storage", metricName: "series", unitName: "",
+            helpText: "Series stored on this node."))
+        storageSamples = registry.makeGauge(descriptor: .init(
+            namespace: "starling", subsystem: "storage", metricName: "samples", unitName: "",
+            helpText: "Samples stored on this node (as last reported by the storage engine)."))
+        storageBytesOnDisk = registry.makeGauge(descriptor: .init(
+            namespace: "starling", subsystem: "storage", metricName: "disk", unitName: "bytes",
+            helpText: "Bytes the storage engine occupies on disk."))
+        storageReady = registry.makeGauge(descriptor: .init(
+            namespace: "starling", subsystem: "storage", metricName: "ready", unitName: "",
+            helpText: "1 once storage recovery has finished and the node serves reads and writes."))
+        recoveryDurationSeconds = registry.makeGauge(descriptor: .init(
+            namespace: "starling", subsystem: "storage", metricName: "recovery_duration", unitName: "seconds",
+            helpText: "Wall time of the last start-up recovery (WAL replay)."))
+        maintenanceRuns = registry.makeCounter(descriptor: .init(
+            namespace: "starling", subsystem: "storage", metricName: "maintenance_runs", unitName: "total",
+            helpText: "Storage maintenance passes (checkpoint, compaction, retention)."))
+        maintenanceFailures = registry.makeCounter(descriptor: .init(
+            namespace: "starling", subsystem: "storage", metricName: "maintenance_failures", unitName: "total",
+            helpText: "Storage maintenance passes that failed."))
+    }
+
+    /// Records one finished HTTP request.
+    public func request(route: String, method: String, status: Int, duration: Duration) {
+        let (counter, histogram) = caches.withLock { c -> (Counter, DurationHistogram) in
+            let ck = route + "\u{0}" + method + "\u{0}" + String(status)
+            let counter: Counter
+            if let x = c.requests[ck] {
+                counter = x
+            } else {
+                counter = registry.makeCounter(
+                    descriptor: .init(
+                        namespace: "starling", subsystem: "http", metricName: "requests", unitName: "total",
+                        helpText: "HTTP requests by route template, method and status code."),
+                    labels: [("route", route), ("method", method), ("code", String(status))])
+                c.requests[ck] = counter
+            }
+            let hk = route + "\u{0}" + method
+            let histogram: DurationHistogram
+            if let x = c.latency[hk] {
+                histogram = x
+            } else {
+                histogram = registry.makeDurationHistogram(
+                    descriptor: .init(
+                        namespace: "starling", subsystem: "http", metricName: "request_duration", unitName: "seconds",
+                        helpText: "HTTP request latency by route template and method, until the response body is written."),
+                    labels: [("route", route), ("method", method)], buckets: Self.latencyBuckets)
+                c.latency[hk] = histogram
+            }
+            return (counter, histogram)
+        }
+        counter.increment()
+        histogram.record(duration)
+    }
+
+    /// Requests refused by authentication or authorization, by reason (`AuthFailure` raw values
+    /// and `forbidden`).
+    public func authFailure(_ reason: String) {
+        labeled("starling_http_auth_failures_total", help: "Requests refused for lack of valid credentials or permission, by reason.", [("reason", reason)]).increment()
+    }
+
+    /// Ingest requests by protocol (`remote_write`, `influx`, `import`) and outcome (`ok`,
+    /// `partial`, `rejected`, `error`).
+    public func ingestRequest(protocol proto: String, outcome: String) {
+        labeled("starling_ingest_requests_total", help: "Ingest requests by protocol and outcome (ok, partial, rejected, error).", [("protocol", proto), ("outcome", outcome)]).increment()
+    }
+
+    /// Samples accepted into storage, by protocol.
+    public func ingestSamples(protocol proto: String, _ n: Int) {
+        guard n > 0 else { return }
+        labeled("starling_ingest_samples_total", help: "Samples accepted into storage by protocol.", [("protocol", proto)]).increment(by: Int64(n))
+    }
+
+    /// Items (lines, series, samples) refused, by protocol and the rule they broke.
+    public func ingestRejected(protocol proto: String, reason: String, _ n: Int = 1) {
+        guard n > 0 else { return }
+        labeled("starling_ingest_rejected_total", help: "Ingest items (lines, series or samples) rejected, by protocol and reason.", [("protocol", proto), ("reason", reason)]).increment(by: Int64(n))
+    }
+
+    /// A labelled counter from the cache. `name` is the full metric name.
+    public func labeled(_ name: String, help: String, _ labels: [(String, String)]) -> Counter {
+        let key = name + labels.map { "\u{0}" + $0.0 + "=" + $0.1 }.joined()
+        return caches.withLock { c in
+            if let x = c.labeled[key] { return x }
+            let (base, unit) = Self.splitUnit(name)
+            let counter = registry.makeCounter(
+                descriptor: .init(metricName: base, unitName: unit, helpText: help), labels: labels)
+            c.labeled[key] = counter
+            return counter
+        }
+    }
+
+    private static func splitUnit(_ name: String) -> (String, String) {
+        if name.hasSuffix("_total") { return (String(name.dropLast(6)), "total") }
+        return (name, "")
+    }
+
+    /// The exposition text (Prometheus text format 0.0.4).
+    public func render() -> [UInt8] {
+        registry.emitToBuffer()
+    }
+}

@@ -1,0 +1,287 @@
+import Foundation
+import Logging
+import StarlingCore
+
+/// Where a configuration value came from; named in every error so the user knows what to fix.
+public enum ConfigSource: Sendable, Equatable, CustomStringConvertible {
+    case file(String)
+    case environment(String)
+    case flag(String)
+
+    public var description: String {
+        switch self {
+        case .file(let path): return "config file \(path)"
+        case .environment(let name): return "environment variable \(name)"
+        case .flag(let name): return "flag \(name)"
+        }
+    }
+}
+
+/// A raw value before typing: YAML gives scalars, lists and maps; environment variables and
+/// flags give scalars, which list and map keys split (`a,b` and `k=v,k2=v2`).
+public enum ConfigValue: Sendable, Equatable {
+    case scalar(String)
+    case list([String])
+    case map([String: String])
+}
+
+public struct ConfigError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+
+    static func invalid(_ key: ConfigKey, _ source: ConfigSource, _ value: ConfigValue, _ expected: String) -> ConfigError {
+        let shown: String
+        switch value {
+        case .scalar(let s): shown = key.isSecret ? "<redacted>" : "\"\(s)\""
+        case .list(let l): shown = "[\(l.joined(separator: ", "))]"
+        case .map: shown = "a map"
+        }
+        return ConfigError("invalid value \(shown) for \(key.key) (from \(source)): expected \(expected)")
+    }
+}
+
+/// One configuration setting: its YAML key (dotted path), environment variable, optional
+/// dedicated flag, default, meaning, and how to set and show it.
+public struct ConfigKey: Sendable {
+    public let key: String
+    public let env: String
+    public let flag: String?
+    public let defaultText: String
+    public let help: String
+    public let isSecret: Bool
+    let apply: @Sendable (inout NodeConfig, ConfigValue, ConfigSource, ConfigKey) throws(ConfigError) -> Void
+    let show: @Sendable (NodeConfig) -> ConfigValue?
+
+    init(
+        _ key: String, env: String? = nil, flag: String? = nil, default defaultText: String, secret: Bool = false,
+        _ help: String,
+        apply: @escaping @Sendable (inout NodeConfig, ConfigValue, ConfigSource, ConfigKey) throws(ConfigError) -> Void,
+        show: @escaping @Sendable (NodeConfig) -> ConfigValue?
+    ) {
+        self.key = key
+        self.env = env ?? "STARLING_" + key.uppercased().replacingOccurrences(of: ".", with: "_")
+        self.flag = flag
+        self.defaultText = defaultText
+        self.help = help
+        self.isSecret = secret
+        self.apply = apply
+        self.show = show
+    }
+}
+
+// MARK: typed helpers
+
+private func scalar(_ v: ConfigValue, _ k: ConfigKey, _ s: ConfigSource, _ expected: String) throws(ConfigError) -> String {
+    guard case .scalar(let x) = v else { throw ConfigError.invalid(k, s, v, expected) }
+    return x
+}
+
+private func string(_ path: any WritableKeyPath<NodeConfig, String> & Sendable) -> @Sendable (inout NodeConfig, ConfigValue, ConfigSource, ConfigKey) throws(ConfigError) -> Void {
+    { (c: inout NodeConfig, v: ConfigValue, s: ConfigSource, k: ConfigKey) throws(ConfigError) in c[keyPath: path] = try scalar(v, k, s, "a string") }
+}
+
+private func positiveInt(_ path: any WritableKeyPath<NodeConfig, Int> & Sendable, _ range: ClosedRange<Int>) -> @Sendable (inout NodeConfig, ConfigValue, ConfigSource, ConfigKey) throws(ConfigError) -> Void {
+    { (c: inout NodeConfig, v: ConfigValue, s: ConfigSource, k: ConfigKey) throws(ConfigError) in
+        let t = try scalar(v, k, s, "an integer in \(range.lowerBound)...\(range.upperBound)")
+        guard let n = Int(t.trimmingCharacters(in: .whitespaces)), range.contains(n) else {
+            throw ConfigError.invalid(k, s, v, "an integer in \(range.lowerBound)...\(range.upperBound)")
+        }
+        c[keyPath: path] = n
+    }
+}
+
+private func byteSize(_ path: any WritableKeyPath<NodeConfig, Int> & Sendable, min: Int) -> @Sendable (inout NodeConfig, ConfigValue, ConfigSource, ConfigKey) throws(ConfigError) -> Void {
+    { (c: inout NodeConfig, v: ConfigValue, s: ConfigSource, k: ConfigKey) throws(ConfigError) in
+        let expected = "a byte size of at least \(min) (e.g. 32MiB, 1048576)"
+        let t = try scalar(v, k, s, expected)
+        guard let n = ConfigSyntax.bytes(t), n >= min else { throw ConfigError.invalid(k, s, v, expected) }
+        c[keyPath: path] = n
+    }
+}
+
+private func duration(_ path: any WritableKeyPath<NodeConfig, Duration> & Sendable, min: Duration) -> @Sendable (inout NodeConfig, ConfigValue, ConfigSource, ConfigKey) throws(ConfigError) -> Void {
+    { (c: inout NodeConfig, v: ConfigValue, s: ConfigSource, k: ConfigKey) throws(ConfigError) in
+        let expected = "a duration of at least \(ConfigSyntax.format(min)) (e.g. 30d, 1h30m, 10s)"
+        let t = try scalar(v, k, s, expected)
+        guard let d = ConfigSyntax.duration(t), d >= min else { throw ConfigError.invalid(k, s, v, expected) }
+        c[keyPath: path] = d
+    }
+}
+
+private func hostPort(_ path: any WritableKeyPath<NodeConfig, HostPort> & Sendable) -> @Sendable (inout NodeConfig, ConfigValue, ConfigSource, ConfigKey) throws(ConfigError) -> Void {
+    { (c: inout NodeConfig, v: ConfigValue, s: ConfigSource, k: ConfigKey) throws(ConfigError) in
+        let expected = "HOST:PORT (e.g. 0.0.0.0:9470, :9470, [::1]:9470)"
+        let t = try scalar(v, k, s, expected)
+        guard let hp = HostPort(parsing: t) else { throw ConfigError.invalid(k, s, v, expected) }
+        c[keyPath: path] = hp
+    }
+}
+
+private func labelMap(_ path: any WritableKeyPath<NodeConfig, [String: String]> & Sendable) -> @Sendable (inout NodeConfig, ConfigValue, ConfigSource, ConfigKey) throws(ConfigError) -> Void {
+    { (c: inout NodeConfig, v: ConfigValue, s: ConfigSource, k: ConfigKey) throws(ConfigError) in
+        let expected = "labels as a YAML map or name=value,name=value with names matching [a-zA-Z_][a-zA-Z0-9_]* (not starting with __)"
+        var pairs: [(String, String)]
+        switch v {
+        case .map(let m): pairs = m.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+        case .scalar(let t):
+            guard let p = ConfigSyntax.pairs(t) else { throw ConfigError.invalid(k, s, v, expected) }
+            pairs = p
+        case .list: throw ConfigError.invalid(k, s, v, expected)
+        }
+        var out: [String: String] = [:]
+        for (n, val) in pairs {
+            guard isValidLabelName(n), !n.hasPrefix("__") else {
+                throw ConfigError("invalid label name \"\(n)\" in \(k.key) (from \(s)): expected \(expected)")
+            }
+            guard !val.isEmpty else { throw ConfigError("empty value for label \"\(n)\" in \(k.key) (from \(s))") }
+            out[n] = val
+        }
+        c[keyPath: path] = out
+    }
+}
+
+private func showMap(_ m: [String: String]) -> ConfigValue { .map(m) }
+
+extension ConfigKey {
+    /// Every setting, in documentation order. `docs/configuration.md` mirrors this table and a
+    /// test checks that each key appears there.
+    public static let all: [ConfigKey] = [
+        ConfigKey("node.name", env: "STARLING_NODE_NAME", flag: "--node-name", default: "the host name",
+                  "Name of this node in the cluster and in logs; unique per cluster.",
+                  apply: { (c, v, s, k) throws(ConfigError) in
+                      let t = try scalar(v, k, s, "a name")
+                      guard !t.isEmpty, t.utf8.count <= 128, t.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value < 0x7F }) else {
+                          throw ConfigError.invalid(k, s, v, "1 to 128 printable ASCII characters without spaces")
+                      }
+                      c.nodeName = t
+                  },
+                  show: { .scalar($0.nodeName) }),
+        ConfigKey("node.zone", env: "STARLING_ZONE", flag: "--zone", default: "\"\" (no zone)",
+                  "Failure domain (rack, availability zone); replicas of a shard are spread across zones.",
+                  apply: string(\.zone), show: { .scalar($0.zone) }),
+        ConfigKey("node.data_dir", env: "STARLING_DATA_DIR", flag: "--data-dir", default: "./starling-data",
+                  "Directory holding this node's RocksDB data and the generated admin token. Created if missing.",
+                  apply: { (c, v, s, k) throws(ConfigError) in
+                      let t = try scalar(v, k, s, "a directory path")
+                      guard !t.isEmpty else { throw ConfigError.invalid(k, s, v, "a non-empty directory path") }
+                      c.dataDir = t
+                  },
+                  show: { .scalar($0.dataDir) }),
+        ConfigKey("node.labels", default: "{} (none)",
+                  "Static labels added to every series ingested through this node (enrichment). Per-token labels win over these; both override the sender's labels of the same name.",
+                  apply: labelMap(\.nodeLabels), show: { showMap($0.nodeLabels) }),
+
+        ConfigKey("http.listen", env: "STARLING_HTTP", flag: "--http", default: "0.0.0.0:9470",
+                  "HTTP listen address (API, ingest, /metrics, /healthz). Port 0 picks a free port, logged at start.",
+                  apply: hostPort(\.httpListen), show: { .scalar($0.httpListen.description) }),
+        ConfigKey("http.max_body_bytes", default: "32MiB",
+                  "Largest request body accepted as sent (compressed); larger requests get 413.",
+                  apply: byteSize(\.maxBodyBytes, min: 1024), show: { .scalar(ConfigSyntax.formatBytes($0.maxBodyBytes)) }),
+
+        ConfigKey("cluster.gossip", env: "STARLING_GOSSIP", flag: "--gossip", default: "0.0.0.0:9471",
+                  "Gossip (SWIM) listen address. Reserved: validated now, used once clustering lands.",
+                  apply: hostPort(\.gossipListen), show: { .scalar($0.gossipListen.description) }),
+        ConfigKey("cluster.join", env: "STARLING_JOIN", flag: "--join", default: "[] (start a new cluster)",
+                  "Gossip addresses of peers to join at start (list, or HOST:PORT,HOST:PORT). Reserved: validated now, used once clustering lands.",
+                  apply: { (c, v, s, k) throws(ConfigError) in
+                      let items: [String]
+                      switch v {
+                      case .list(let l): items = l
+                      case .scalar(let t): items = t.split(separator: ",").map { String($0) }
+                      case .map: throw ConfigError.invalid(k, s, v, "a list of HOST:PORT")
+                      }
+                      var out: [HostPort] = []
+                      for i in items where !i.trimmingCharacters(in: .whitespaces).isEmpty {
+                          guard let hp = HostPort(parsing: i), hp.port != 0 else {
+                              throw ConfigError("invalid peer address \"\(i)\" in cluster.join (from \(s)): expected HOST:PORT with a non-zero port")
+                          }
+                          out.append(hp)
+                      }
+                      c.join = out
+                  },
+                  show: { .list($0.join.map(\.description)) }),
+        ConfigKey("cluster.replication_factor", env: "STARLING_REPLICATION_FACTOR", flag: "--replication-factor", default: "3",
+                  "Replicas per shard, capped at the cluster size (a single node keeps one copy). Reserved until clustering lands.",
+                  apply: positiveInt(\.replicationFactor, 1...16), show: { .scalar(String($0.replicationFactor)) }),
+
+        ConfigKey("auth.admin_token", env: "STARLING_ADMIN_TOKEN", default: "unset (generate one)", secret: true,
+                  "Bootstrap admin bearer token (at least 16 characters). When unset, the first start generates one into auth.admin_token_file.",
+                  apply: { (c, v, s, k) throws(ConfigError) in
+                      let t = try scalar(v, k, s, "a token").trimmingCharacters(in: .whitespaces)
+                      if t.isEmpty { c.adminToken = nil; return }
+                      guard t.count >= 16, !t.contains(where: { $0.isWhitespace }) else {
+                          throw ConfigError.invalid(k, s, v, "at least 16 characters without whitespace")
+                      }
+                      c.adminToken = t
+                  },
+                  show: { $0.adminToken == nil ? nil : .scalar("<redacted>") }),
+        ConfigKey("auth.admin_token_file", default: "<data_dir>/admin-token",
+                  "File holding the generated bootstrap admin token (mode 0600). Read at start when auth.admin_token is unset; created if missing.",
+                  apply: { (c, v, s, k) throws(ConfigError) in
+                      let t = try scalar(v, k, s, "a file path")
+                      c.adminTokenFile = t.isEmpty ? nil : t
+                  },
+                  show: { $0.adminTokenFile.map { .scalar($0) } }),
+
+        ConfigKey("storage.retention", env: "STARLING_RETENTION", flag: "--retention", default: "30d",
+                  "How long samples are kept; older data is deleted by maintenance.",
+                  apply: duration(\.retention, min: .seconds(3600)), show: { .scalar(ConfigSyntax.format($0.retention)) }),
+        ConfigKey("storage.max_series", default: "unlimited",
+                  "Most series this node stores; writes of new series beyond it are rejected (reason series_limit). 0 or empty: unlimited.",
+                  apply: { (c, v, s, k) throws(ConfigError) in
+                      let t = try scalar(v, k, s, "a non-negative integer").trimmingCharacters(in: .whitespaces)
+                      if t.isEmpty || t == "0" || t == "unlimited" { c.maxSeries = nil; return }
+                      guard let n = Int(t), n > 0 else { throw ConfigError.invalid(k, s, v, "a non-negative integer") }
+                      c.maxSeries = n
+                  },
+                  show: { .scalar($0.maxSeries.map(String.init) ?? "unlimited") }),
+        ConfigKey("storage.shard_count", default: "1024",
+                  "Shards per data directory (and cluster); fixed when the data directory is created.",
+                  apply: positiveInt(\.shardCount, 1...65_536), show: { .scalar(String($0.shardCount)) }),
+        ConfigKey("storage.maintenance_interval", default: "10s",
+                  "Period of storage maintenance (WAL checkpoint, compaction, retention).",
+                  apply: duration(\.maintenanceInterval, min: .seconds(1)), show: { .scalar(ConfigSyntax.format($0.maintenanceInterval)) }),
+
+        ConfigKey("ingest.max_labels_per_series", default: "40",
+                  "Most labels (including __name__) one series may carry; offending series are rejected (reason too_many_labels).",
+                  apply: positiveInt(\.maxLabelsPerSeries, 1...10_000), show: { .scalar(String($0.maxLabelsPerSeries)) }),
+        ConfigKey("ingest.max_label_name_bytes", default: "256",
+                  "Longest label name in bytes (reason label_name_too_long).",
+                  apply: positiveInt(\.maxLabelNameBytes, 1...65_536), show: { .scalar(String($0.maxLabelNameBytes)) }),
+        ConfigKey("ingest.max_label_value_bytes", default: "4096",
+                  "Longest label value in bytes (reason label_value_too_long).",
+                  apply: positiveInt(\.maxLabelValueBytes, 1...1 << 20), show: { .scalar(String($0.maxLabelValueBytes)) }),
+        ConfigKey("ingest.max_series_per_request", default: "100000",
+                  "Most series in one ingest request; a larger request is refused whole with 400 (reason too_many_series).",
+                  apply: positiveInt(\.maxSeriesPerRequest, 1...100_000_000), show: { .scalar(String($0.maxSeriesPerRequest)) }),
+        ConfigKey("ingest.max_decoded_body_bytes", default: "128MiB",
+                  "Largest body after snappy/gzip decompression; bounds what a small compressed body can expand to (413 beyond).",
+                  apply: byteSize(\.maxDecodedBodyBytes, min: 1024), show: { .scalar(ConfigSyntax.formatBytes($0.maxDecodedBodyBytes)) }),
+
+        ConfigKey("log.level", env: "STARLING_LOG_LEVEL", flag: "--log-level", default: "info",
+                  "Minimum log level: trace, debug (adds one line per HTTP request), info, notice, warning, error, critical.",
+                  apply: { (c, v, s, k) throws(ConfigError) in
+                      let t = try scalar(v, k, s, "a log level").lowercased()
+                      guard let l = Logger.Level(rawValue: t == "warn" ? "warning" : t) else {
+                          throw ConfigError.invalid(k, s, v, "one of trace, debug, info, notice, warning, error, critical")
+                      }
+                      c.logLevel = l
+                  },
+                  show: { .scalar($0.logLevel.rawValue) }),
+        ConfigKey("log.format", env: "STARLING_LOG_FORMAT", flag: "--log-format", default: "logfmt",
+                  "Log line format on stderr: logfmt or json.",
+                  apply: { (c, v, s, k) throws(ConfigError) in
+                      let t = try scalar(v, k, s, "logfmt or json").lowercased()
+                      guard let f = LogFormat(rawValue: t) else { throw ConfigError.invalid(k, s, v, "logfmt or json") }
+                      c.logFormat = f
+                  },
+                  show: { .scalar($0.logFormat.rawValue) }),
+
+        ConfigKey("shutdown.timeout", default: "30s",
+                  "Longest graceful shutdown (SIGTERM/SIGINT): in-flight requests finish and storage flushes within it; then remaining work is cancelled.",
+                  apply: duration(\.shutdownTimeout, min: .seconds(1)), show: { .scalar(ConfigSyntax.format($0.shutdownTimeout)) }),
+    ]
+
+    public static func named(_ key: String) -> ConfigKey? { all.first { $0.key == key } }
+}

@@ -1,0 +1,96 @@
+import Foundation
+import Logging
+import StarlingCore
+
+/// Everything a node is configured with. Values come from, in rising precedence: the defaults
+/// below, the YAML file (`--config` / `STARLING_CONFIG`), `STARLING_*` environment variables,
+/// and command-line flags (`--data-dir`, … and `--set key=value` for any key).
+///
+/// Every field is one documented key in `ConfigKeys.all` (key, environment variable, flag,
+/// default, meaning), which is also what `docs/configuration.md` lists. Adding a setting means
+/// adding a field here and one entry there.
+public struct NodeConfig: Sendable, Equatable {
+    // MARK: node
+    /// Name of this node in the cluster and in logs. Default: the host name. Must be unique per
+    /// cluster (two nodes with one name would shadow each other in membership).
+    public var nodeName: String = NodeConfig.defaultNodeName()
+    /// Failure domain (rack, availability zone) used to spread replicas. Empty: no zone.
+    public var zone: String = ""
+    /// Where this node keeps its data (RocksDB, the generated admin token). Default
+    /// `./starling-data`, relative to the working directory.
+    public var dataDir: String = "./starling-data"
+    /// Static labels added to every series ingested through this node (enrichment), e.g.
+    /// `dc=eu1`. Agents' own labels of the same name are overridden; per-token labels win over these.
+    public var nodeLabels: [String: String] = [:]
+
+    // MARK: http
+    /// HTTP listen address for the API, ingest, `/metrics`, `/healthz`. Default `0.0.0.0:9470`.
+    public var httpListen = HostPort(host: "0.0.0.0", port: 9470)
+    /// Largest request body accepted as sent on the wire (compressed), in bytes; larger requests
+    /// get 413. Default 32 MiB: remote-write batches are < 1 MiB, line-protocol batches of 10k
+    /// lines ~1 MiB; the bound keeps a misbehaving client from exhausting memory.
+    public var maxBodyBytes: Int = 32 << 20
+
+    // MARK: cluster (parsed and validated now; used when clustering lands)
+    /// Gossip (SWIM, UDP and TCP) listen address. Default `0.0.0.0:9471`.
+    public var gossipListen = HostPort(host: "0.0.0.0", port: 9471)
+    /// Seed peers' gossip addresses to join at start. Empty: start a new cluster.
+    public var join: [HostPort] = []
+    /// Replicas per shard, capped at the cluster size. Default 3 (survives one node down at QUORUM).
+    public var replicationFactor: Int = 3
+
+    // MARK: auth
+    /// Bootstrap admin bearer token. When unset, the first start writes a random one to
+    /// `auth.admin_token_file` and later starts read it from there.
+    public var adminToken: String? = nil
+    /// Where the generated admin token lives. Default `<data_dir>/admin-token` (mode 0600).
+    public var adminTokenFile: String? = nil
+
+    // MARK: storage
+    /// How long samples are kept. Default 30d.
+    public var retention: Duration = .seconds(30 * 86_400)
+    /// Upper bound on series stored by this node; new series beyond it are rejected (counted in
+    /// `starling_ingest_rejected_total{reason="series_limit"}`). Default unlimited.
+    public var maxSeries: Int? = nil
+    /// Shards per data directory / cluster; fixed when the data directory is created. Default 1024.
+    public var shardCount: Int = ShardLayout.defaultShardCount
+    /// How often storage maintenance runs (WAL checkpoint, compaction, retention). Default 10s.
+    public var maintenanceInterval: Duration = .seconds(10)
+
+    // MARK: ingest limits (per request; each rejection is counted by reason)
+    /// Most labels (including `__name__`) one series may have. Default 40.
+    public var maxLabelsPerSeries: Int = 40
+    /// Longest label name in bytes. Default 256.
+    public var maxLabelNameBytes: Int = 256
+    /// Longest label value in bytes. Default 4096.
+    public var maxLabelValueBytes: Int = 4096
+    /// Most series in one ingest request; a larger request is refused whole with 400. Default 100000.
+    public var maxSeriesPerRequest: Int = 100_000
+    /// Largest decompressed body (snappy/gzip) in bytes; bounds the memory a small compressed
+    /// body can claim. Default 128 MiB.
+    public var maxDecodedBodyBytes: Int = 128 << 20
+
+    // MARK: log
+    /// Minimum level logged: trace, debug, info, notice, warning, error, critical. Default info.
+    public var logLevel: Logger.Level = .info
+    /// logfmt (default) or json, one record per line on stderr.
+    public var logFormat: LogFormat = .logfmt
+
+    // MARK: shutdown
+    /// How long a graceful shutdown (SIGTERM/SIGINT) may take before the process cancels what is
+    /// still running. In-flight requests finish and storage is flushed within it. Default 30s.
+    public var shutdownTimeout: Duration = .seconds(30)
+
+    public init() {}
+
+    /// The admin token file, resolved against the data directory.
+    public var resolvedAdminTokenFile: String {
+        adminTokenFile ?? (dataDir as NSString).appendingPathComponent("admin-token")
+    }
+
+    static func defaultNodeName() -> String {
+        let h = ProcessInfo.processInfo.hostName
+        let cleaned = h.split(separator: ".").first.map(String.init) ?? h
+        return cleaned.isEmpty ? "starling" : cleaned
+    }
+}

@@ -1,0 +1,162 @@
+import Foundation
+import Hummingbird
+import Logging
+import Metrics
+import NIOCore
+import NIOPosix
+import Prometheus
+import ServiceLifecycle
+import StarlingCore
+import StarlingHTTP
+import Synchronization
+
+/// The composition root: builds every component of a node from a `NodeConfig` and runs them as
+/// one `ServiceGroup`.
+///
+/// Start order (shutdown runs in reverse, each step waiting for the one before):
+/// 1. `StorageService` — opens RocksDB and replays the WAL; the node is not ready until it has.
+/// 2. `MaintenanceService` — periodic checkpoint/compaction/retention; stops before storage closes.
+/// 3. the Hummingbird application — on SIGTERM it stops accepting, finishes in-flight requests,
+///    and only then do maintenance and storage stop, the latter flushing and closing the store.
+public struct StarlingNode: Sendable {
+    public let config: NodeConfig
+    public let logger: Logger
+
+    public init(config: NodeConfig, logger: Logger) {
+        self.config = config
+        self.logger = logger
+    }
+
+    /// Wall-clock milliseconds since the epoch. Only the shell reads the clock.
+    static let wallClockMs: @Sendable () -> Int64 = {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
+    }
+
+    /// Builds the node and runs it until SIGTERM/SIGINT (or a fatal error).
+    public func run() async throws {
+        let config = self.config
+        let logger = self.logger
+        logger.info(
+            "starting starling",
+            metadata: [
+                "version": .string(StarlingVersion.version), "commit": .string(StarlingVersion.commit ?? "unknown"),
+                "swift": .string(StarlingVersion.swift), "node": .string(config.nodeName),
+                "data_dir": .string(config.dataDir), "http": .string(config.httpListen.description),
+            ])
+
+        do {
+            try FileManager.default.createDirectory(atPath: config.dataDir, withIntermediateDirectories: true)
+        } catch {
+            throw NodeError.startup("cannot create data directory \(config.dataDir): \((error as NSError).localizedDescription)")
+        }
+
+        let (adminToken, origin) = try AdminTokenBootstrap.resolve(config)
+        switch origin {
+        case .configured: logger.info("bootstrap admin token taken from configuration (STARLING_ADMIN_TOKEN or auth.admin_token)")
+        case .existingFile(let p): logger.info("bootstrap admin token read from file", metadata: ["path": .string(p)])
+        case .generatedFile(let p):
+            logger.notice("generated a bootstrap admin token; use it as 'Authorization: Bearer <token>'", metadata: ["path": .string(p)])
+        }
+
+        // Blocking storage work runs here: 2 threads match the 2-core target machine; the storage
+        // engine serialises what must be serial itself.
+        let pool = NIOThreadPool(numberOfThreads: max(2, System.coreCount))
+        pool.start()
+        do {
+            try await runServices(config: config, adminToken: adminToken, pool: pool)
+        } catch {
+            try? await pool.shutdownGracefully()
+            throw error
+        }
+        try await pool.shutdownGracefully()
+        logger.info("starling stopped")
+    }
+
+    private func runServices(config: NodeConfig, adminToken: String, pool: NIOThreadPool) async throws {
+        let logger = self.logger
+        let metrics = StarlingMetrics(registry: NodeMetricsBootstrap.registry)
+        NodeMetricsBootstrap.buildInfo(metrics)
+        let readiness = Readiness()
+        readiness.setPending("storage", reason: "recovering")
+        let authority = TokenAuthority(bootstrapAdminToken: adminToken)
+        let executor = BlockingExecutor(pool: pool)
+
+        let storage = StorageService(config: config, metrics: metrics, readiness: readiness, authority: authority, executor: executor, logger: logger, nowMs: Self.wallClockMs)
+        let maintenance = MaintenanceService(storage: storage, interval: config.maintenanceInterval, metrics: metrics, executor: executor, logger: logger, nowMs: Self.wallClockMs)
+
+        let features: [RouteCollection<StarlingRequestContext>] = [
+            HealthRoutes(readiness: readiness, metrics: metrics, beforeScrape: { await storage.refreshGauges() }).routes(),
+            AdminRoutes(authority: authority, metrics: metrics, executor: executor, nowMs: Self.wallClockMs).routes(),
+        ] + storage.routeFeatures()
+        let router = StarlingRouter.make(authority: authority, metrics: metrics, features: features)
+
+        let listen = config.httpListen
+        let app = Application(
+            router: router,
+            configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: "starling"),
+            onServerRunning: { channel in
+                let addr = channel.localAddress
+                logger.info("http server listening", metadata: ["address": .string(addr.map { "\($0.ipAddress ?? listen.host):\($0.port ?? listen.port)" } ?? listen.description)])
+            },
+            logger: logger
+        )
+
+        var groupConfig = ServiceGroupConfiguration(
+            services: [
+                .init(service: storage, serviceName: "storage"),
+                .init(service: maintenance, serviceName: "maintenance"),
+                .init(service: app, serviceName: "http"),
+            ],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger)
+        groupConfig.maximumGracefulShutdownDuration = config.shutdownTimeout
+        groupConfig.maximumCancellationDuration = .seconds(5)
+        let group = ServiceGroup(configuration: groupConfig)
+        try await group.run()
+    }
+}
+
+public enum NodeError: Error, CustomStringConvertible {
+    case startup(String)
+    public var description: String {
+        switch self {
+        case .startup(let m): return m
+        }
+    }
+}
+
+/// The process-wide Prometheus registry, and swift-metrics bootstrapped onto it once, so metrics
+/// recorded through the swift-metrics API by libraries and other subsystems appear on `/metrics`.
+public enum NodeMetricsBootstrap {
+    public static let registry = PrometheusCollectorRegistry()
+    private static let bootstrapped = Mutex(false)
+
+    public static func bootstrapSwiftMetrics() {
+        let first = bootstrapped.withLock { done -> Bool in
+            defer { done = true }
+            return !done
+        }
+        guard first else { return }
+        var factory = PrometheusMetricsFactory(registry: registry)
+        // swift-metrics labels use dots ("http.server.x"); Prometheus names may not.
+        factory.nameAndLabelSanitizer = { name, labels in
+            (NodeMetricsBootstrap.sanitize(name), labels.map { (NodeMetricsBootstrap.sanitize($0.0), $0.1) })
+        }
+        MetricsSystem.bootstrap(factory)
+    }
+
+    static func sanitize(_ s: String) -> String {
+        String(s.unicodeScalars.map { c -> Character in
+            (c.properties.isASCIIHexDigit || (c.value >= 0x41 && c.value <= 0x5A) || (c.value >= 0x61 && c.value <= 0x7A) || c == "_" || c == ":" || (c.value >= 0x30 && c.value <= 0x39)) ? Character(c) : "_"
+        })
+    }
+
+    static func buildInfo(_ metrics: StarlingMetrics) {
+        metrics.registry.makeGauge(
+            descriptor: .init(namespace: "starling", metricName: "build_info", unitName: "", helpText: "Build information; always 1."),
+            labels: [("version", StarlingVersion.version), ("commit", StarlingVersion.commit ?? "unknown"), ("swift", StarlingVersion.swift)]
+        ).set(to: 1.0)
+    }
+}

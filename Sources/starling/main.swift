@@ -1,2 +1,0 @@
-import StarlingNode
-print("starling")

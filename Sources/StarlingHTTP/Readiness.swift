@@ -25,9 +25,14 @@ public final class Readiness: Sendable {
     public var isReady: Bool { pending.withLock { $0.isEmpty } }
 }
 
-/// Runs blocking work (storage calls, which may wait on disk I/O and take locks) on a dedicated
-/// thread pool, never on a NIO event loop or for long on Swift's cooperative pool.
-public struct BlockingExecutor: Sendable {
+/// Runs blocking work — storage calls, which wait on disk I/O and take locks — on a dedicated
+/// thread pool, never on a NIO event loop and not on Swift's cooperative pool (whose few threads
+/// must stay free for request handling).
+///
+/// `run` is for synchronous calls (`append`, `maintenance`). `runAsync` is for the storage's
+/// `Querier` methods, which are `async` but block inside: it runs them with this pool as their
+/// task executor, so their blocking happens on the pool's threads too.
+public final class BlockingExecutor: TaskExecutor, Sendable {
     public let pool: NIOThreadPool
 
     public init(pool: NIOThreadPool) {
@@ -36,5 +41,15 @@ public struct BlockingExecutor: Sendable {
 
     public func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
         try await pool.runIfActive(body)
+    }
+
+    public func runAsync<T: Sendable>(_ body: @Sendable () async throws -> T) async throws -> T {
+        try await withTaskExecutorPreference(self) { try await body() }
+    }
+
+    public func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        let executor = asUnownedTaskExecutor()
+        pool.submit { _ in job.runSynchronously(on: executor) }
     }
 }

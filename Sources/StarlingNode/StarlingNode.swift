@@ -89,7 +89,8 @@ public struct StarlingNode: Sendable {
         let features: [RouteCollection<StarlingRequestContext>] = [
             HealthRoutes(readiness: readiness, metrics: metrics, beforeScrape: { await storage.refreshGauges() }).routes(),
             AdminRoutes(authority: authority, metrics: metrics, executor: executor, nowMs: Self.wallClockMs).routes(),
-        ] + storage.routeFeatures()
+            ReadRoutes(querier: { try storage.database() }, metrics: metrics, executor: executor).routes(),
+        ]
         let router = StarlingRouter.make(authority: authority, metrics: metrics, features: features)
 
         let listen = config.httpListen

@@ -1,0 +1,158 @@
+import Foundation
+import Hummingbird
+import NIOCore
+import StarlingCore
+
+/// The Prometheus metadata read API — `/api/v1/series`, `/api/v1/labels`,
+/// `/api/v1/label/<name>/values` — over any `Querier` (the local store today, the cluster fan-out
+/// later). Reader role. GET with query parameters or POST with a form body, as Prometheus.
+public struct ReadRoutes: Sendable {
+    let querier: @Sendable () throws -> any Querier
+    let metrics: StarlingMetrics
+    let executor: BlockingExecutor
+
+    /// - Parameter querier: returns the querier, or throws (503) while storage is unavailable.
+    public init(querier: @escaping @Sendable () throws -> any Querier, metrics: StarlingMetrics, executor: BlockingExecutor) {
+        self.querier = querier
+        self.metrics = metrics
+        self.executor = executor
+    }
+
+    /// Largest form body of a POST read request.
+    static let maxFormBytes = 1 << 20
+
+    public func routes() -> RouteCollection<StarlingRequestContext> {
+        let r = RouteCollection(context: StarlingRequestContext.self)
+            .add(middleware: RequirePermission(.read, metrics: metrics))
+        for method in [HTTPRequest.Method.get, .post] {
+            r.on("api/v1/series", method: method) { request, _ in
+                let p = try await ReadParameters.parse(request)
+                guard !p.matchers.isEmpty else { throw APIError.badData("no match[] parameter provided") }
+                let q = try querier()
+                let result = try await executor.runAsync { try await q.series(p.matchers, startMs: p.startMs, endMs: p.endMs, limit: p.limit) }
+                var w = JSONWriter(reserving: 64 * result.value.count + 64)
+                Self.success(&w, warnings: result.warnings) { w in
+                    w.beginArray()
+                    for l in result.value { w.labels(l) }
+                    w.endArray()
+                }
+                return Self.json(w)
+            }
+            r.on("api/v1/labels", method: method) { request, _ in
+                let p = try await ReadParameters.parse(request)
+                let q = try querier()
+                let result = try await executor.runAsync { try await q.labelNames(p.matchers, startMs: p.startMs, endMs: p.endMs, limit: p.limit) }
+                var w = JSONWriter()
+                Self.success(&w, warnings: result.warnings) { $0.stringArray(result.value) }
+                return Self.json(w)
+            }
+            r.on("api/v1/label/{name}/values", method: method) { request, context in
+                let name = try context.parameters.require("name")
+                guard isValidLabelName(name) else {
+                    throw APIError.badData("invalid label name: \(quoteLabelValue(name))")
+                }
+                let p = try await ReadParameters.parse(request)
+                let q = try querier()
+                let result = try await executor.runAsync { try await q.labelValues(name, p.matchers, startMs: p.startMs, endMs: p.endMs, limit: p.limit) }
+                var w = JSONWriter()
+                Self.success(&w, warnings: result.warnings) { $0.stringArray(result.value) }
+                return Self.json(w)
+            }
+        }
+        return r
+    }
+
+    static func success(_ w: inout JSONWriter, warnings: [String], data: (inout JSONWriter) -> Void) {
+        w.beginObject()
+        w.field("status", "success")
+        w.key("data")
+        data(&w)
+        if !warnings.isEmpty {
+            w.key("warnings")
+            w.stringArray(warnings)
+        }
+        w.endObject()
+    }
+
+    static func json(_ w: JSONWriter) -> Response {
+        Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: w.bytes)))
+    }
+}
+
+/// `match[]`, `start`, `end`, `limit` of a read request, from the query string and, for POST, a
+/// form-encoded body.
+public struct ReadParameters: Sendable {
+    /// One matcher list per `match[]`; empty when none was given.
+    public var matchers: [[LabelMatcher]] = []
+    public var startMs: Int64 = ReadParameters.minTimeMs
+    public var endMs: Int64 = ReadParameters.maxTimeMs
+    public var limit: Int?
+
+    /// The open bounds used when `start`/`end` are absent (Prometheus uses ±2^62 ms as well).
+    public static let minTimeMs: Int64 = -(1 << 62)
+    public static let maxTimeMs: Int64 = 1 << 62
+
+    public static func parse(_ request: Request) async throws -> ReadParameters {
+        var params: [(String, String)] = request.uri.queryParameters.map { (String($0.key), String($0.value)) }
+        if request.method == .post,
+            request.headers[.contentType]?.lowercased().hasPrefix("application/x-www-form-urlencoded") == true
+        {
+            let body = try await collectBody(request, limit: ReadRoutes.maxFormBytes)
+            let text = String(buffer: body)
+            params += formPairs(text)
+        }
+        return try parse(params)
+    }
+
+    public static func parse(_ params: [(String, String)]) throws(APIError) -> ReadParameters {
+        var p = ReadParameters()
+        for (k, v) in params {
+            switch k {
+            case "match[]":
+                do {
+                    p.matchers.append(try SeriesSelector.parse(v))
+                } catch {
+                    throw APIError.badData("invalid parameter \"match[]\": \(quoteLabelValue(v)): \(error)")
+                }
+            case "start": p.startMs = try parseTime(v, "start")
+            case "end": p.endMs = try parseTime(v, "end")
+            case "limit":
+                guard let n = Int(v), n >= 0 else { throw APIError.badData("invalid parameter \"limit\": \(quoteLabelValue(v)) is not a non-negative integer") }
+                p.limit = n == 0 ? nil : n
+            default: continue
+            }
+        }
+        if p.endMs < p.startMs {
+            throw APIError.badData("invalid parameter \"end\": end timestamp must not be before start time")
+        }
+        return p
+    }
+
+    /// Decodes `application/x-www-form-urlencoded` text (`+` is a space).
+    static func formPairs(_ text: String) -> [(String, String)] {
+        text.split(separator: "&", omittingEmptySubsequences: true).map { item in
+            let parts = item.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            func decode(_ s: Substring) -> String {
+                let spaced = s.replacingOccurrences(of: "+", with: " ")
+                return spaced.removingPercentEncoding ?? spaced
+            }
+            return (decode(parts[0]), parts.count > 1 ? decode(parts[1]) : "")
+        }
+    }
+
+    /// Prometheus time syntax: Unix seconds with optional fraction, or RFC 3339.
+    public static func parseTime(_ s: String, _ name: String) throws(APIError) -> Int64 {
+        if let d = Double(s), d.isFinite {
+            let ms = (d * 1000).rounded()
+            guard ms > Double(minTimeMs), ms < Double(maxTimeMs) else { return ms < 0 ? minTimeMs : maxTimeMs }
+            return Int64(ms)
+        }
+        if let date = rfc3339(s) { return Int64((date.timeIntervalSince1970 * 1000).rounded()) }
+        throw APIError.badData("invalid parameter \"\(name)\": cannot parse \(quoteLabelValue(s)) to a valid timestamp (expected Unix seconds or RFC 3339)")
+    }
+
+    static func rfc3339(_ s: String) -> Date? {
+        if let d = try? Date(s, strategy: .iso8601) { return d }
+        return try? Date(s, strategy: Date.ISO8601FormatStyle(includingFractionalSeconds: true))
+    }
+}

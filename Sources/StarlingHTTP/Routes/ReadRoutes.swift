@@ -93,7 +93,9 @@ public struct ReadParameters: Sendable {
     public static let maxTimeMs: Int64 = 1 << 62
 
     public static func parse(_ request: Request) async throws -> ReadParameters {
-        var params: [(String, String)] = request.uri.queryParameters.map { (String($0.key), String($0.value)) }
+        // Decoded here rather than with `uri.queryParameters`: clients percent-encode the key
+        // too (`match%5B%5D=`), and both forms must work.
+        var params: [(String, String)] = formPairs(request.uri.query ?? "")
         if request.method == .post,
             request.headers[.contentType]?.lowercased().hasPrefix("application/x-www-form-urlencoded") == true
         {

@@ -8,6 +8,7 @@ import Prometheus
 import ServiceLifecycle
 import StarlingCore
 import StarlingHTTP
+import StarlingIngest
 import Synchronization
 
 /// The composition root: builds every component of a node from a `NodeConfig` and runs them as
@@ -32,6 +33,18 @@ public struct StarlingNode: Sendable {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
         return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
+    }
+
+    static func ingestSettings(_ c: NodeConfig) -> IngestRoutes.Settings {
+        var limits = IngestLimits()
+        limits.maxLabelsPerSeries = c.maxLabelsPerSeries
+        limits.maxLabelNameBytes = c.maxLabelNameBytes
+        limits.maxLabelValueBytes = c.maxLabelValueBytes
+        limits.maxBodyBytes = c.maxDecodedBodyBytes
+        limits.maxSampleAgeMs = c.maxSampleAge.milliseconds
+        limits.maxFutureSkewMs = c.maxFutureSkew.milliseconds
+        limits.maxSeriesPerTenant = c.maxSeries
+        return IngestRoutes.Settings(limits: limits, maxBodyBytes: c.maxBodyBytes, nodeLabels: c.nodeLabels)
     }
 
     /// Builds the node and runs it until SIGTERM/SIGINT (or a fatal error).
@@ -90,6 +103,7 @@ public struct StarlingNode: Sendable {
             HealthRoutes(readiness: readiness, metrics: metrics, beforeScrape: { await storage.refreshGauges() }).routes(),
             AdminRoutes(authority: authority, metrics: metrics, executor: executor, nowMs: Self.wallClockMs).routes(),
             ReadRoutes(querier: { try storage.database() }, metrics: metrics, executor: executor).routes(),
+            IngestRoutes(settings: Self.ingestSettings(config), database: { try storage.database() }, metrics: metrics, executor: executor, nowMs: Self.wallClockMs).routes(),
         ]
         let router = StarlingRouter.make(authority: authority, metrics: metrics, features: features)
 

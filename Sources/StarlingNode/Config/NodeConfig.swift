@@ -58,17 +58,20 @@ public struct NodeConfig: Sendable, Equatable {
     public var maintenanceInterval: Duration = .seconds(10)
 
     // MARK: ingest limits (per request; each rejection is counted by reason)
-    /// Most labels (including `__name__`) one series may have. Default 40.
-    public var maxLabelsPerSeries: Int = 40
+    /// Most labels (including `__name__` and enrichment labels) one series may have. Default 30.
+    public var maxLabelsPerSeries: Int = 30
     /// Longest label name in bytes. Default 256.
     public var maxLabelNameBytes: Int = 256
     /// Longest label value in bytes. Default 4096.
     public var maxLabelValueBytes: Int = 4096
-    /// Most series in one ingest request; a larger request is refused whole with 400. Default 100000.
-    public var maxSeriesPerRequest: Int = 100_000
     /// Largest decompressed body (snappy/gzip) in bytes; bounds the memory a small compressed
-    /// body can claim. Default 128 MiB.
-    public var maxDecodedBodyBytes: Int = 128 << 20
+    /// body can claim. Default 64 MiB.
+    public var maxDecodedBodyBytes: Int = 64 << 20
+    /// Samples older than now minus this are rejected (timestamp_too_old). Default 5 years
+    /// (catches seconds sent as milliseconds); retention is what bounds storage.
+    public var maxSampleAge: Duration = .seconds(5 * 365 * 86_400)
+    /// Samples newer than now plus this are rejected (timestamp_too_new). Default 1h of clock skew.
+    public var maxFutureSkew: Duration = .seconds(3600)
 
     // MARK: log
     /// Minimum level logged: trace, debug, info, notice, warning, error, critical. Default info.

@@ -148,6 +148,7 @@ import Testing
         let docs = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("docs/configuration.md")
         let text = try String(contentsOf: docs, encoding: .utf8)
+        #expect(text.contains(ConfigLoader.markdownReference()), "docs/configuration.md's table is stale: regenerate it with `starling serve --print-config-reference`")
         for key in ConfigKey.all {
             #expect(text.contains("`\(key.key)`"), "\(key.key) missing from docs/configuration.md")
             #expect(text.contains("`\(key.env)`"), "\(key.env) missing from docs/configuration.md")

@@ -169,7 +169,7 @@ extension ConfigKey {
                   },
                   show: { .scalar($0.dataDir) }),
         ConfigKey("node.labels", default: "{} (none)",
-                  "Static labels added to every series ingested through this node (enrichment). Per-token labels win over these; both override the sender's labels of the same name.",
+                  "Static labels added to every series ingested through this node (enrichment). They fill in labels the sender did not set; per-token labels replace the sender's.",
                   apply: labelMap(\.nodeLabels), show: { showMap($0.nodeLabels) }),
 
         ConfigKey("http.listen", env: "STARLING_HTTP", flag: "--http", default: "0.0.0.0:9470",

@@ -20,7 +20,8 @@ public struct NodeConfig: Sendable, Equatable {
     /// `./starling-data`, relative to the working directory.
     public var dataDir: String = "./starling-data"
     /// Static labels added to every series ingested through this node (enrichment), e.g.
-    /// `dc=eu1`. Agents' own labels of the same name are overridden; per-token labels win over these.
+    /// `dc=eu1`. They only fill in labels the sender did not set (a node default must not rewrite
+    /// identities set on purpose); per-token labels, in contrast, replace the sender's.
     public var nodeLabels: [String: String] = [:]
 
     // MARK: http

@@ -171,3 +171,30 @@ import Testing
         #expect(try AdminTokenBootstrap.resolve(c).token == "configured-token-0123456789")
     }
 }
+
+@Suite struct LogHandlerTests {
+    @Test func logfmtAndJSONLinesAreOneRecordEach() throws {
+        let sink = LogSink.memory()
+        var logger = Logger(label: "starling") { StructuredLogHandler(label: $0, level: .debug, format: .logfmt, sink: sink) }
+        logger[metadataKey: "node"] = "n1"
+        logger.info("storage recovered", metadata: ["recovery_ms": "12", "path": "/a b/\"c\"", "multi": "x\ny"])
+        logger.trace("hidden")
+        let line = try #require(sink.lines.first)
+        #expect(sink.lines.count == 1)
+        #expect(line.hasSuffix("\n") && line.dropLast().contains("\n") == false)
+        #expect(line.contains(" level=info logger=starling msg=\"storage recovered\" "))
+        #expect(line.contains(" recovery_ms=12"))
+        #expect(line.contains(#" path="/a b/\"c\"""#))
+        #expect(line.contains(#" multi="x\ny""#))
+        #expect(line.contains(" node=n1"))
+
+        let jsonSink = LogSink.memory()
+        let jl = Logger(label: "starling") { StructuredLogHandler(label: $0, level: .info, format: .json, sink: jsonSink) }
+        jl.warning("quote \" here", metadata: ["k": "v\u{1}"])
+        let obj = try #require(try JSONSerialization.jsonObject(with: Data(jsonSink.lines[0].utf8)) as? [String: String])
+        #expect(obj["msg"] == "quote \" here")
+        #expect(obj["k"] == "v\u{1}")
+        #expect(obj["level"] == "warning")
+        #expect(obj["ts"]?.hasSuffix("Z") == true)
+    }
+}

@@ -1,5 +1,7 @@
 import Foundation
 import Logging
+import StarlingCore
+import StarlingHTTP
 import Synchronization
 
 #if canImport(Glibc)
@@ -69,26 +71,17 @@ public struct StructuredLogHandler: LogHandler {
         String(k.unicodeScalars.map { $0 == " " || $0 == "=" || $0 == "\"" ? "_" : Character($0) })
     }
 
+    /// Quoted (Go-style escapes, as label values are printed) when the value has spaces, `=`,
+    /// quotes or control characters; bare otherwise.
     static func logfmtValue(_ s: String) -> String {
         let needsQuote = s.isEmpty || s.unicodeScalars.contains { $0 == " " || $0 == "=" || $0 == "\"" || $0.value < 0x20 || $0 == "\\" }
-        guard needsQuote else { return s }
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\t": out += "\\t"
-            case "\r": out += "\\r"
-            default: out.unicodeScalars.append(u)
-            }
-        }
-        return out + "\""
+        return needsQuote ? quoteLabelValue(s) : s
     }
 
     static func jsonString(_ s: String) -> String {
-        var w = StarlingJSONString()
-        return w.quote(s)
+        var w = JSONWriter(reserving: s.utf8.count + 2)
+        w.string(s)
+        return String(decoding: w.bytes, as: UTF8.self)
     }
 
     /// RFC 3339 UTC with milliseconds.
@@ -146,30 +139,6 @@ public final class LogSink: Sendable {
 
     /// Lines captured by a `.memory()` sink.
     public var lines: [String] { lock.withLock { $0 } }
-}
-
-/// JSON string quoting for log records (same escapes as the API's `JSONWriter`).
-struct StarlingJSONString {
-    mutating func quote(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if u.value < 0x20 {
-                    let h = String(u.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - h.count) + h
-                } else {
-                    out.unicodeScalars.append(u)
-                }
-            }
-        }
-        return out + "\""
-    }
 }
 
 extension StructuredLogHandler {

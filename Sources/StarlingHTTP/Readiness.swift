@@ -43,7 +43,15 @@ public final class BlockingExecutor: TaskExecutor, Sendable {
         try await pool.runIfActive(body)
     }
 
-    public func runAsync<T: Sendable>(_ body: @Sendable () async throws -> T) async throws -> T {
+    /// Like `run`, but not abandoned when the calling task is cancelled: for work that must
+    /// finish once started, such as flushing and closing storage while the node stops.
+    public func runToCompletion<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { (c: CheckedContinuation<T, any Error>) in
+            pool.submit { _ in c.resume(with: Result { try body() }) }
+        }
+    }
+
+    public func runAsync<T: Sendable>(_ body: () async throws -> T) async throws -> T {
         try await withTaskExecutorPreference(self) { try await body() }
     }
 

@@ -52,7 +52,7 @@ public final class NodeProcess: @unchecked Sendable {
     public func start() throws {
         precondition(process?.isRunning != true, "\(name) is already running")
         if !FileManager.default.fileExists(atPath: logPath) {
-            FileManager.default.createFile(atPath: logPath, contents: nil)
+            _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         }
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         log.seekToEndOfFile()

@@ -75,6 +75,7 @@ import Testing
             try #require(mode?.intValue == 0o600)
             let listen = try await process.waitForLog(["http server listening"])
             let address = try #require(NodeProcess.logfmtValue("address", in: listen))
+            _ = try await process.waitForLog(["storage recovered"])  // token listing needs the token store
             let result = try runCLI(["token", "list", "--url", "http://\(address)", "--data-dir", dir])
             try #require(result.status == 0, "\(result.output)")
         }
@@ -109,7 +110,7 @@ func runCLI(_ args: [String], environment: [String: String] = [:]) throws -> (st
     for (k, v) in environment { env[k] = v }
     p.environment = env
     let out = NodeProcess.temporaryDirectory("starling-cli") + "/out"
-    FileManager.default.createFile(atPath: out, contents: nil)
+    _ = FileManager.default.createFile(atPath: out, contents: nil)
     let h = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
     p.standardOutput = h
     p.standardError = h

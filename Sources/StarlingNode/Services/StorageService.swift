@@ -97,7 +97,9 @@ public final class StorageService: Service, Sendable {
         metrics.storageReady.set(to: 0)
         let flushStarted = ContinuousClock.now
         do {
-            try await executor.run { try opened.db.close(nowMs: nowMs()) }
+            // Also when the group was cancelled (another service failed): a clean close spares
+            // the next start a WAL replay.
+            try await executor.runToCompletion { try opened.db.close(nowMs: nowMs()) }
             logger.info("storage flushed and closed", metadata: ["flush_ms": .stringConvertible((ContinuousClock.now - flushStarted).milliseconds)])
         } catch {
             logger.error("storage flush at shutdown failed; the WAL will be replayed at next start", metadata: ["error": .string("\(error)")])

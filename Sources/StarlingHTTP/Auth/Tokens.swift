@@ -251,6 +251,13 @@ public final class TokenAuthority: Sendable {
         }
     }
 
+    /// Stops using the store (storage is closing). Authentication keeps working from memory;
+    /// create, revoke and list answer "unavailable". Releasing the store lets the storage engine
+    /// close its files before the process exits.
+    public func detach() {
+        state.withLock { $0.store = nil }
+    }
+
     public var isAttached: Bool { state.withLock { $0.store != nil } }
 
     /// Authenticates the raw value of an `Authorization` header.

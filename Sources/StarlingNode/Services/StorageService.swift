@@ -95,6 +95,11 @@ public final class StorageService: Service, Sendable {
 
         readiness.setPending("storage", reason: "shutting down")
         metrics.storageReady.set(to: 0)
+        // Drop every reference to the store but `opened`, so that RocksDB is closed (in its
+        // deinit) when this function returns — before the process exits. RocksDB aborts the
+        // process if it is still open while static destructors run at exit.
+        state.withLock { $0 = nil }
+        authority.detach()
         let flushStarted = ContinuousClock.now
         do {
             // Also when the group was cancelled (another service failed): a clean close spares
@@ -105,7 +110,6 @@ public final class StorageService: Service, Sendable {
             logger.error("storage flush at shutdown failed; the WAL will be replayed at next start", metadata: ["error": .string("\(error)")])
             throw error
         }
-        state.withLock { $0 = nil }
     }
 
     /// Waits until storage has opened (returns true) or failed to (false).

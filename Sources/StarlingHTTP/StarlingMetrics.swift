@@ -112,10 +112,10 @@ public final class StarlingMetrics: Sendable {
         labeled("starling_ingest_samples_total", help: "Samples accepted into storage by protocol.", [("protocol", proto)]).increment(by: Int64(n))
     }
 
-    /// Items (lines, series, samples) refused, by protocol and the rule they broke.
+    /// Samples refused, by protocol and the rule they broke (1 for a request refused whole).
     public func ingestRejected(protocol proto: String, reason: String, _ n: Int = 1) {
         guard n > 0 else { return }
-        labeled("starling_ingest_rejected_total", help: "Ingest items (lines, series or samples) rejected, by protocol and reason.", [("protocol", proto), ("reason", reason)]).increment(by: Int64(n))
+        labeled("starling_ingest_rejected_samples_total", help: "Samples rejected at ingest, by protocol and reason (a request refused whole, e.g. body_too_large, counts 1).", [("protocol", proto), ("reason", reason)]).increment(by: Int64(n))
     }
 
     /// A labelled counter from the cache. `name` is the full metric name.

@@ -83,7 +83,7 @@ import Testing
             // Metrics count samples per protocol and rejections per reason.
             let m = try await node.request(.GET, "/metrics", token: reader).text
             try #require(m.contains("starling_ingest_samples_total{protocol=\"remote_write\"} 2"), "\(m)")
-            try #require(m.contains("starling_ingest_rejected_total{protocol=\"influx\",reason=\"invalid_value\"} 1"))
+            try #require(m.contains("starling_ingest_rejected_samples_total{protocol=\"influx\",reason=\"invalid_value\"} 1"))
             try #require(m.contains("starling_storage_series "))
         }
     }
@@ -107,7 +107,7 @@ import Testing
             let r4 = try await node.request(.POST, "/api/v1/write", body: [0xFF, 0xFF, 0xFF])
             try #require(r4.status == 400, "\(r4.status) \(r4.text)")
             let m = try await node.request(.GET, "/metrics").text
-            try #require(m.contains("starling_ingest_rejected_total{protocol=\"influx\",reason=\"body_too_large\"} 1"), "\(m)")
+            try #require(m.contains("starling_ingest_rejected_samples_total{protocol=\"influx\",reason=\"body_too_large\"} 1"), "\(m)")
         }
     }
 

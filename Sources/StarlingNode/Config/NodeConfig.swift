@@ -51,7 +51,7 @@ public struct NodeConfig: Sendable, Equatable {
     /// How long samples are kept. Default 30d.
     public var retention: Duration = .seconds(30 * 86_400)
     /// Upper bound on series stored by this node; new series beyond it are rejected (counted in
-    /// `starling_ingest_rejected_total{reason="series_limit"}`). Default unlimited.
+    /// `starling_ingest_rejected_samples_total{reason="series_limit"}`). Default unlimited.
     public var maxSeries: Int? = nil
     /// Shards per data directory / cluster; fixed when the data directory is created. Default 1024.
     public var shardCount: Int = ShardLayout.defaultShardCount

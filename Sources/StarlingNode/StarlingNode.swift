@@ -103,6 +103,7 @@ public struct StarlingNode: Sendable {
             HealthRoutes(readiness: readiness, metrics: metrics, beforeScrape: { await storage.refreshGauges() }).routes(),
             AdminRoutes(authority: authority, metrics: metrics, executor: executor, nowMs: Self.wallClockMs).routes(),
             ReadRoutes(querier: { try storage.database() }, metrics: metrics, executor: executor).routes(),
+            ExportRoutes(querier: { try storage.database() }, metrics: metrics, executor: executor).routes(),
             IngestRoutes(settings: Self.ingestSettings(config), database: { try storage.database() }, metrics: metrics, executor: executor, nowMs: Self.wallClockMs).routes(),
         ]
         let router = StarlingRouter.make(authority: authority, metrics: metrics, features: features)

@@ -70,6 +70,14 @@ import Testing
             try #require(try await Self.seriesList(node, "rw_metric{job=\"rw\"}", token: reader).count == 1)
             try #require(try await Self.seriesList(node, "imported", token: reader).count == 1)
 
+            // Samples read back through export, as written.
+            let exported = try await node.request(.GET, "/api/v1/export?match%5B%5D=" + q("{__name__=~\"rw_metric|imported\"}"), token: reader)
+            try #require(exported.status == 200, "\(exported.text)")
+            let exportedLines = exported.text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            try #require(exportedLines.count == 2, "\(exported.text)")
+            try #require(exportedLines[0]["values"] as? [Double] == [1, 2, 3] && exportedLines[0]["timestamps"] as? [Int64] == [nowMs - 2000, nowMs - 1000, nowMs], "\(exported.text)")
+            try #require(exportedLines[1]["values"] as? [Double] == [42, 43] && exportedLines[1]["timestamps"] as? [Int64] == [nowMs, nowMs + 1000], "\(exported.text)")
+
             let names = try await node.request(.GET, "/api/v1/label/__name__/values", token: reader)
             let values = names.json["data"] as? [String] ?? []
             try #require(["imported", "load_v", "rw_metric", "weather_hum", "weather_temp"].allSatisfy(values.contains), "\(values)")
@@ -161,6 +169,20 @@ import Testing
             let have = Set(stored.map { "\($0["writer"]!)/\($0["seq"]!)" })
             let missing = acked.filter { !have.contains($0) }
             try #require(missing.isEmpty, "\(missing.count) acknowledged series lost after kill -9, e.g. \(missing.prefix(5))")
+
+            // And every acknowledged sample reads back with its value, through the export API.
+            let export = try await node.request(.GET, "/api/v1/export?match%5B%5D=durability_value")
+            try #require(export.status == 200, "\(export.status) \(export.text)")
+            var values: [String: [Double]] = [:]
+            for line in export.text.split(separator: "\n") {
+                let obj = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+                let metric = try #require(obj["metric"] as? [String: String])
+                values["\(metric["writer"]!)/\(metric["seq"]!)"] = obj["values"] as? [Double]
+            }
+            for key in acked {
+                let seq = Double(key.split(separator: "/s").last.flatMap { Int($0) } ?? -1)
+                try #require(values[key] == [seq], "sample of \(key) read back as \(values[key] ?? [])")
+            }
         }
     }
 }

@@ -43,7 +43,8 @@ public final class NodeProcess: @unchecked Sendable {
         self.name = name
         self.executable = executable
         self.dataDir = dataDir ?? NodeProcess.temporaryDirectory("starling-\(name)")
-        self.logPath = (self.dataDir as NSString).appendingPathComponent("../\((self.dataDir as NSString).lastPathComponent).log")
+        // Beside the data directory (not inside it), so it outlives the directory's removal.
+        self.logPath = self.dataDir + ".log"
         self.arguments = arguments
         self.environment = environment
     }

@@ -12,6 +12,7 @@ import Testing
             try yaml.write(toFile: path, atomically: true, encoding: .utf8)
             file = path
         }
+        defer { if let file { try? FileManager.default.removeItem(atPath: file) } }
         return try ConfigLoader.load(configFile: file, environment: env, flags: flags)
     }
 

@@ -109,7 +109,9 @@ func runCLI(_ args: [String], environment: [String: String] = [:]) throws -> (st
     env.removeValue(forKey: "STARLING_TOKEN")
     for (k, v) in environment { env[k] = v }
     p.environment = env
-    let out = NodeProcess.temporaryDirectory("starling-cli") + "/out"
+    let dir = NodeProcess.temporaryDirectory("starling-cli")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let out = dir + "/out"
     _ = FileManager.default.createFile(atPath: out, contents: nil)
     let h = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
     p.standardOutput = h

@@ -145,6 +145,13 @@ let package = Package(
             ],
             swiftSettings: swiftSettings),
 
+        // MARK: Membership simulator (deterministic, test support) and its figures tool
+        .target(
+            name: "StarlingMembershipSim", dependencies: ["StarlingMembership"], swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "starling-swim-sim", dependencies: ["StarlingMembership", "StarlingMembershipSim"],
+            swiftSettings: swiftSettings),
+
         // MARK: Test kit and tests
         .target(
             name: "StarlingTestKit", dependencies: ["StarlingCore", "StarlingStorage"],
@@ -164,7 +171,8 @@ let package = Package(
             dependencies: ["StarlingIngest", "StarlingProto", "StarlingCompression", "StarlingTestKit"],
             swiftSettings: swiftSettings),
         .testTarget(
-            name: "StarlingMembershipTests", dependencies: ["StarlingMembership", "StarlingTestKit"],
+            name: "StarlingMembershipTests",
+            dependencies: ["StarlingMembership", "StarlingMembershipSim", "StarlingGossip", "StarlingTestKit"],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "StarlingPromQLTests",

@@ -141,6 +141,7 @@ public actor GossipService: Service {
         self.instance = SWIMInstance(id: configuration.nodeID, name: configuration.name, address: advertise,
                                      metadata: configuration.metadata, settings: configuration.settings,
                                      cluster: configuration.cluster, keyring: configuration.keyring,
+                                     incarnation: configuration.initialIncarnation ?? UInt64(max(0, Self.wallClockMs() / 1_000)),
                                      seed: sys.next(), nowMs: now)
     }
 

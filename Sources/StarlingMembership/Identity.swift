@@ -74,13 +74,14 @@ public struct GossipAddress: Hashable, Sendable, CustomStringConvertible, Compar
         self.port = port
     }
 
-    /// Parses `host:port`, `[v6]:port`; the port is required and must be 1...65535.
-    public init?(parsing text: some StringProtocol) {
+    /// Parses `host:port`, `[v6]:port`; the port is required and must be 1...65535 (0 too with
+    /// `allowZeroPort`, for bind addresses: pick a free port).
+    public init?(parsing text: some StringProtocol, allowZeroPort: Bool = false) {
         let s = String(text).trimmingWhitespace()
         guard let colon = s.lastIndex(of: ":") else { return nil }
         var host = String(s[s.startIndex..<colon])
         let portText = s[s.index(after: colon)...]
-        guard let port = UInt16(portText), port > 0 else { return nil }
+        guard let port = UInt16(portText), port > 0 || allowZeroPort else { return nil }
         if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
         guard !host.isEmpty, host.utf8.count <= Limits.maxHostBytes else { return nil }
         self.init(host: host, port: port)

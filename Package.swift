@@ -151,6 +151,14 @@ let package = Package(
         .executableTarget(
             name: "starling-swim-sim", dependencies: ["StarlingMembership", "StarlingMembershipSim"],
             swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "starling-gossip-node",
+            dependencies: [
+                "StarlingGossip", "StarlingMembership",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings),
 
         // MARK: Test kit and tests
         .target(
@@ -172,7 +180,9 @@ let package = Package(
             swiftSettings: swiftSettings),
         .testTarget(
             name: "StarlingMembershipTests",
-            dependencies: ["StarlingMembership", "StarlingMembershipSim", "StarlingGossip", "StarlingTestKit"],
+            dependencies: [
+                "StarlingMembership", "StarlingMembershipSim", "StarlingGossip", "StarlingTestKit", "starling-gossip-node",
+            ],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "StarlingPromQLTests",

@@ -1,0 +1,215 @@
+import Foundation
+import StarlingMembership
+import Synchronization
+import Testing
+
+/// Real processes on loopback: five `starling-gossip-node` processes (the real gossip shell; the
+/// `starling serve` wiring is not on main yet) form a cluster from one seed address; kill -9,
+/// SIGSTOP/SIGCONT, restart with the same node ID and SIGTERM are observed by the others.
+/// Every wait polls the processes' reported views; on failure every node's log is printed.
+///
+/// `STARLING_LOOPBACK_FIGURES=1` additionally measures detection times with the LAN profile at
+/// n = 3, 5, 10 and prints them (docs/membership.md).
+@Suite(.serialized) struct MultiProcessTests {
+    final class NodeProcess: @unchecked Sendable {
+        let name: String
+        let id: String
+        let process = Process()
+        final class Store: Sendable {
+            struct State {
+                var view: [String: (kind: String, status: String, incarnation: UInt64)] = [:]
+                var address: String?
+                var log: [String] = []
+                var events: [(ms: Int64, line: String)] = []
+            }
+            let m = Mutex(State())
+            func withLock<T>(_ body: (inout State) -> T) -> T { m.withLock { body(&$0) } }
+        }
+        let state = Store()
+        final class Buffer: Sendable { let m = Mutex(Data()) }
+        let started = ContinuousClock.now
+
+        init(binary: URL, name: String, id: String, args: [String]) throws {
+            self.name = name
+            self.id = id
+            process.executableURL = binary
+            process.arguments = ["--node-name", name, "--node-id", id] + args
+            let out = Pipe(), err = Pipe()
+            process.standardOutput = out
+            process.standardError = err
+            let readLines: (FileHandle, @escaping @Sendable (String) -> Void) -> Void = { handle, sink in
+                let buffer = Buffer()
+                handle.readabilityHandler = { h in
+                    let chunk = h.availableData
+                    if chunk.isEmpty { h.readabilityHandler = nil; return }
+                    let lines: [String] = buffer.m.withLock { b in
+                        b.append(chunk)
+                        var out: [String] = []
+                        while let nl = b.firstIndex(of: 0x0A) {
+                            out.append(String(decoding: b[b.startIndex..<nl], as: UTF8.self))
+                            b.removeSubrange(b.startIndex...nl)
+                        }
+                        return out
+                    }
+                    for l in lines { sink(l) }
+                }
+            }
+            let t0 = started
+            readLines(out.fileHandleForReading) { [state] line in
+                let parts = line.split(separator: " ").map(String.init)
+                let ms = Int64((ContinuousClock.now - t0).components.seconds * 1_000
+                    + (ContinuousClock.now - t0).components.attoseconds / 1_000_000_000_000_000)
+                state.withLock { s in
+                    s.log.append("out: " + line)
+                    if parts.first == "READY", parts.count == 3 { s.address = parts[2] }
+                    if parts.first == "EVENT", parts.count == 7 {
+                        s.events.append((ms, line))
+                        s.view[parts[3]] = (parts[2], parts[6], UInt64(parts[5]) ?? 0)
+                    }
+                }
+            }
+            readLines(err.fileHandleForReading) { [state] line in state.withLock { $0.log.append("err: " + line) } }
+            try process.run()
+        }
+
+        var address: String? { state.withLock { $0.address } }
+        func status(of member: String) -> String? { state.withLock { $0.view[member]?.status } }
+        func incarnation(of member: String) -> UInt64? { state.withLock { $0.view[member]?.incarnation } }
+        var log: [String] { state.withLock { $0.log } }
+        func signal(_ s: Int32) { kill(process.processIdentifier, s) }
+        func stop() {
+            if process.isRunning { signal(SIGKILL) }
+            process.waitUntilExit()
+        }
+    }
+
+    static var binary: URL {
+        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("starling-gossip-node")
+    }
+
+    static func id(_ i: Int) -> String { String(format: "%016x%016x", 0x5eed_0000 + i, i) }
+
+    static func eventually(_ ms: Int64, _ condition: () -> Bool) async -> Bool {
+        let deadline = ContinuousClock.now + .milliseconds(ms)
+        while ContinuousClock.now < deadline {
+            if condition() { return true }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return condition()
+    }
+
+    static func logs(_ nodes: [NodeProcess]) -> Comment {
+        Comment(rawValue: nodes.map { "---- \($0.name)\n" + $0.log.suffix(60).joined(separator: "\n") }.joined(separator: "\n"))
+    }
+
+    /// Starts `n` nodes, the first alone, the rest joining through it; waits for all to be ready.
+    static func startCluster(_ n: Int, profile: String) async throws -> [NodeProcess] {
+        let first = try NodeProcess(binary: binary, name: "p0", id: id(0), args: ["--gossip", "127.0.0.1:0", "--profile", profile])
+        guard await eventually(10_000, { first.address != nil }) else {
+            first.stop()
+            throw Failure.notReady(first.log.joined(separator: "\n"))
+        }
+        var nodes = [first]
+        for i in 1..<n {
+            nodes.append(try NodeProcess(binary: binary, name: "p\(i)", id: id(i),
+                                         args: ["--gossip", "127.0.0.1:0", "--join", first.address!, "--profile", profile]))
+        }
+        return nodes
+    }
+
+    enum Failure: Error { case notReady(String) }
+
+    static func allSee(_ observers: [NodeProcess], _ member: String, _ statuses: Set<String>) -> Bool {
+        observers.allSatisfy { $0.name == member || statuses.contains($0.status(of: member) ?? "none") }
+    }
+
+    static func formed(_ nodes: [NodeProcess]) -> Bool {
+        nodes.allSatisfy { o in nodes.allSatisfy { $0 === o || o.status(of: $0.name) == "alive" } }
+    }
+
+    @Test func fiveProcessesDetectKillPauseRestartAndLeave() async throws {
+        var nodes = try await Self.startCluster(5, profile: "local-test")
+        defer { for n in nodes { n.stop() } }
+
+        #expect(await Self.eventually(30_000) { Self.formed(nodes) }, Self.logs(nodes))
+
+        // kill -9 of p4 is detected as dead by all others.
+        nodes[4].signal(SIGKILL)
+        let others = Array(nodes[0..<4])
+        #expect(await Self.eventually(30_000) { Self.allSee(others, "p4", ["dead"]) }, Self.logs(nodes))
+
+        // SIGSTOP of p3: suspected by the others; SIGCONT: it refutes with a higher incarnation.
+        let before = nodes[0].incarnation(of: "p3") ?? 0
+        nodes[3].signal(SIGSTOP)
+        let watchers = Array(nodes[0..<3])
+        #expect(await Self.eventually(30_000) { Self.allSee(watchers, "p3", ["suspect", "dead"]) }, Self.logs(nodes))
+        nodes[3].signal(SIGCONT)
+        #expect(await Self.eventually(30_000) {
+            Self.allSee(watchers, "p3", ["alive"]) && watchers.allSatisfy { ($0.incarnation(of: "p3") ?? 0) > before }
+        }, Self.logs(nodes))
+
+        // Restart p4 with the same node ID: it rejoins above the incarnation it died with.
+        let deadIncarnation = nodes[0].incarnation(of: "p4") ?? 0
+        nodes[4].stop()
+        nodes[4] = try NodeProcess(binary: Self.binary, name: "p4", id: Self.id(4),
+                                   args: ["--gossip", "127.0.0.1:0", "--join", nodes[0].address!, "--profile", "local-test"])
+        #expect(await Self.eventually(30_000) {
+            Self.formed(nodes) && nodes[0..<4].allSatisfy { ($0.incarnation(of: "p4") ?? 0) > deadIncarnation }
+        }, Self.logs(nodes))
+
+        // SIGTERM of p2: a graceful leave, seen as left (never dead), and a clean exit.
+        nodes[2].signal(SIGTERM)
+        let remaining = [nodes[0], nodes[1], nodes[3], nodes[4]]
+        #expect(await Self.eventually(30_000) { Self.allSee(remaining, "p2", ["left"]) }, Self.logs(nodes))
+        nodes[2].process.waitUntilExit()
+        #expect(nodes[2].process.terminationStatus == 0, Self.logs(nodes))
+        let sawDead = remaining.contains { n in n.state.withLock { s in s.events.contains { $0.line.contains(" dead p2 ") } } }
+        #expect(!sawDead, Self.logs(nodes))
+    }
+
+    /// Loopback detection figures with the LAN profile (opt-in: it takes minutes).
+    @Test(.enabled(if: ProcessInfo.processInfo.environment["STARLING_LOOPBACK_FIGURES"] == "1"))
+    func loopbackDetectionFigures() async throws {
+        let runs = Int(ProcessInfo.processInfo.environment["STARLING_LOOPBACK_RUNS"] ?? "3") ?? 3
+        var lines: [String] = []
+        for n in [3, 5, 10] {
+            var suspectAll: [Double] = [], deadAll: [Double] = []
+            for _ in 0..<runs {
+                let nodes = try await Self.startCluster(n, profile: "lan")
+                defer { for x in nodes { x.stop() } }
+                #expect(await Self.eventually(60_000) { Self.formed(nodes) }, Self.logs(nodes))
+                // Let a few probe rounds pass, then kill the last node at a random phase.
+                try await Task.sleep(for: .milliseconds(3_000 + Int.random(in: 0..<1_000)))
+                let victim = nodes[n - 1]
+                let killedAt = ContinuousClock.now
+                victim.signal(SIGKILL)
+                let observers = Array(nodes[0..<(n - 1)])
+                var firstSuspect: [String: Double] = [:], dead: [String: Double] = [:]
+                let ok = await Self.eventually(120_000) {
+                    let t = Double((ContinuousClock.now - killedAt).components.attoseconds) / 1e18
+                        + Double((ContinuousClock.now - killedAt).components.seconds)
+                    for o in observers {
+                        let s = o.status(of: victim.name)
+                        if s == "suspect" || s == "dead", firstSuspect[o.name] == nil { firstSuspect[o.name] = t }
+                        if s == "dead", dead[o.name] == nil { dead[o.name] = t }
+                    }
+                    return dead.count == observers.count
+                }
+                #expect(ok, Self.logs(nodes))
+                if ok {
+                    suspectAll.append(firstSuspect.values.max()!)
+                    deadAll.append(dead.values.max()!)
+                }
+            }
+            func f(_ xs: [Double]) -> String {
+                let s = xs.sorted()
+                return s.isEmpty ? "-" : String(format: "%.1f s / %.1f s", s[s.count / 2], s.last!)
+            }
+            lines.append("| \(n) | \(f(suspectAll)) | \(f(deadAll)) |")
+        }
+        print("loopback detection (LAN profile, \(runs) runs, median / max; polled every 20 ms):")
+        print("| n | suspected by all | dead everywhere |")
+        print("| ---: | ---: | ---: |")
+        for l in lines { print(l) }
+    }
+}

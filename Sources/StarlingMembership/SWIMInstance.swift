@@ -386,10 +386,13 @@ public struct SWIMInstance<Random: SeededRandom>: Sendable {
     }
 
     /// Installs a view wholesale, as if received by push-pull. Used to start large simulations
-    /// from a converged cluster and by tests.
-    public mutating func seedView(_ records: [MemberRecord], from sender: NodeID, nowMs: Int64) -> [SWIMDirective] {
+    /// from a converged cluster and by tests. With `disseminate: false` the resulting updates are
+    /// not queued for gossip (every node is assumed to have the same view already).
+    public mutating func seedView(_ records: [MemberRecord], from sender: NodeID, nowMs: Int64,
+                                  disseminate: Bool = true) -> [SWIMDirective] {
         var out: [SWIMDirective] = []
         merge(PushPullState(sender: sender, join: false, isResponse: true, members: records), nowMs: nowMs, &out)
+        if !disseminate { broadcasts.removeAll() }
         join = nil
         return finish(nowMs: nowMs, &out)
     }
@@ -757,10 +760,12 @@ public struct SWIMInstance<Random: SeededRandom>: Sendable {
         members[m.id] = m
         memberOrder.append(m.id)
         countByStatus[Int(m.status.rawValue)] += 1
-        // Insert into the current probe round at a random position not yet passed.
-        let lower = min(probeIndex, probeOrder.count)
-        let pos = lower + Int(random.next() % UInt64(probeOrder.count - lower + 1))
-        probeOrder.insert(m.id, at: pos)
+        // Put it into the current probe round at a random position not yet passed: append, then
+        // swap with a random unvisited slot (O(1); the displaced member stays unvisited).
+        probeOrder.append(m.id)
+        let lower = min(probeIndex, probeOrder.count - 1)
+        let pos = lower + Int(random.next() % UInt64(probeOrder.count - lower))
+        probeOrder.swapAt(pos, probeOrder.count - 1)
     }
 
     mutating func setMember(_ m: Member, previous: Member) {

@@ -33,7 +33,7 @@ public enum Figures {
         sim.run(untilMs: killAt)
         sim.kill(victim)
         let victimID = sim.nodes[victim].id
-        sim.run(untilMs: killAt + limitMs) { $0.isDeclaredDeadByAll(victim) }
+        sim.run(untilMs: killAt + limitMs, checkEveryMs: n > 50 ? 100 : 0) { $0.isDeclaredDeadByAll(victim) }
 
         var firstSuspicion: [Int: Int64] = [:]
         var death: [Int: Int64] = [:]
@@ -143,7 +143,7 @@ public enum Figures {
         sim.schedule(at: start) { s in
             s.command(origin) { $0.updateMetadata(meta, nowMs: $1) }
         }
-        let reached = sim.run(untilMs: start + limitMs) { _ in informed.count == n }
+        let reached = sim.run(untilMs: start + limitMs, checkEveryMs: 10) { _ in informed.count == n }
         let ms = reached ? lastAt - start : nil
         return Dissemination(nodeCount: n, seed: seed, msToAll: ms,
                              gossipRounds: ms.map { Double($0) / Double(settings.gossipIntervalMs) },

@@ -142,7 +142,7 @@ public final class Simulation {
                              metadata: $0.swim.myself.metadata)
             }
             for i in nodes.indices {
-                let d = nodes[i].swim.seedView(records, from: nodes[(i + 1) % nodes.count].id, nowMs: 0)
+                let d = nodes[i].swim.seedView(records, from: nodes[(i + 1) % nodes.count].id, nowMs: 0, disseminate: false)
                 execute(d, node: i, record: false)
             }
         } else {
@@ -183,11 +183,19 @@ public final class Simulation {
 
     public func run(forMs ms: Int64) { run(untilMs: nowMs + ms) }
 
-    /// Runs until `condition` holds (checked after each event) or `deadlineMs`; returns whether
-    /// it held.
+    /// Runs until `condition` holds (checked every `checkEveryMs` of simulated time, or after
+    /// every event when 0) or `deadlineMs`; returns whether it held. Observation timestamps are
+    /// exact either way; a coarser check only saves work at large n.
     @discardableResult
-    public func run(untilMs deadlineMs: Int64, until condition: (Simulation) -> Bool) -> Bool {
+    public func run(untilMs deadlineMs: Int64, checkEveryMs: Int64 = 0, until condition: (Simulation) -> Bool) -> Bool {
         if condition(self) { return true }
+        if checkEveryMs > 0 {
+            while nowMs < deadlineMs {
+                run(untilMs: min(deadlineMs, nowMs + checkEveryMs))
+                if condition(self) { return true }
+            }
+            return false
+        }
         while let e = heap.min, e.timeMs <= deadlineMs {
             _ = heap.pop()
             nowMs = e.timeMs

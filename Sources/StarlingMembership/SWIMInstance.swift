@@ -49,6 +49,7 @@ public struct SWIMInstance<Random: SeededRandom>: Sendable {
     var probeOrder: [NodeID] = []
     var probeIndex = 0
     var probe: Probe?
+    var lastProbeWasSuspect = false
     var nextProbeAtMs: Int64
     var seq: UInt32 = 0
     var relays: [Relay] = []
@@ -93,6 +94,8 @@ public struct SWIMInstance<Random: SeededRandom>: Sendable {
         var initiator: NodeID
         var confirmers: Set<NodeID> = []
         var deadlineMs: Int64
+        /// When this node last probed the suspect (re-probes, see `nextProbeTarget`).
+        var lastProbedMs: Int64
     }
 
     struct JoinState: Sendable {
@@ -448,7 +451,7 @@ public struct SWIMInstance<Random: SeededRandom>: Sendable {
 
     mutating func startProbe(nowMs: Int64, _ out: inout [SWIMDirective]) {
         nextProbeAtMs = nowMs + scaled(settings.probeIntervalMs)
-        guard let target = nextProbeTarget() else { return }
+        guard let target = nextProbeTarget(nowMs: nowMs) else { return }
         let s = nextSeq()
         probe = Probe(seq: s, target: target.id, targetIncarnation: target.incarnation,
                       timeoutAtMs: nowMs + scaled(settings.probeTimeoutMs),
@@ -466,7 +469,22 @@ public struct SWIMInstance<Random: SeededRandom>: Sendable {
 
     /// Randomized round robin: walk a shuffled list of members; reshuffle at the end. New
     /// members are inserted at random positions, so each member is probed once per round.
-    mutating func nextProbeTarget() -> Member? {
+    mutating func nextProbeTarget(nowMs: Int64) -> Member? {
+        // Re-probe suspects (at most every other probe, each at most every two probe intervals):
+        // the ping carries the suspicion to the member (buddy system) and its ack carries the
+        // refutation back, so a refutation that the epidemic missed still reaches this node well
+        // before the suspicion times out; if the member really failed, a failed probe of a
+        // suspicion started elsewhere is an independent confirmation.
+        if !lastProbeWasSuspect, !suspicions.isEmpty {
+            let due = suspicions.filter { nowMs - $0.value.lastProbedMs >= 2 * settings.probeIntervalMs }
+            if let pick = due.min(by: { ($0.value.lastProbedMs, $0.key) < ($1.value.lastProbedMs, $1.key) }),
+               let m = members[pick.key], m.status == .suspect {
+                suspicions[pick.key]?.lastProbedMs = nowMs
+                lastProbeWasSuspect = true
+                return m
+            }
+        }
+        lastProbeWasSuspect = false
         var checked = 0
         while checked <= probeOrder.count {
             if probeIndex >= probeOrder.count {
@@ -556,10 +574,16 @@ public struct SWIMInstance<Random: SeededRandom>: Sendable {
 
     mutating func applySuspect(id: NodeID, incarnation inc: UInt64, from: NodeID, nowMs: Int64, _ out: inout [SWIMDirective]) {
         if id == myself.id {
-            if !isLeaving && inc >= myself.incarnation {
+            guard !isLeaving else { return }
+            if inc >= myself.incarnation {
                 stats.selfRefutations += 1
                 adjustHealth(1)
                 refute(observed: inc, nowMs: nowMs, &out)
+            } else if !broadcasts.contains(subject: myself.id) {
+                // Someone still suspects an incarnation we already refuted: our refutation did not
+                // reach everyone. Queue it again (same incarnation); it rides first on the ack we
+                // are about to send, often straight back to the node still suspecting us.
+                broadcasts.enqueue(.alive(aliveUpdate(myself)))
             }
             return
         }
@@ -591,7 +615,8 @@ public struct SWIMInstance<Random: SeededRandom>: Sendable {
         let maxMs = settings.suspicionMaxTimeoutMs(memberCount: n)
         let k = settings.expectedConfirmations(memberCount: n)
         suspicions[id] = Suspicion(startMs: nowMs, minMs: minMs, maxMs: maxMs, expected: k, initiator: from,
-                                   deadlineMs: nowMs + SWIMSettings.suspicionTimeoutMs(confirmations: 0, expected: k, minMs: minMs, maxMs: maxMs))
+                                   deadlineMs: nowMs + SWIMSettings.suspicionTimeoutMs(confirmations: 0, expected: k, minMs: minMs, maxMs: maxMs),
+                                   lastProbedMs: from == myself.id ? nowMs : Int64.min / 2)
         stats.suspicionsRaised += 1
         broadcasts.enqueue(.suspect(id: id, incarnation: inc, from: from))
         out.append(.memberChanged(MembershipChange(kind: .suspect, member: m, previousStatus: cur.status)))

@@ -158,3 +158,67 @@ import Testing
         }
     }
 }
+
+@Suite struct GossipOptionsTests {
+    @Test func parsesAndRejectsOptions() throws {
+        let id = NodeID(high: 1, low: 2)
+        let key = Base64.encode([UInt8](repeating: 5, count: 32))
+        let c = try GossipConfiguration.fromOptions(
+            nodeID: id, name: "n", metadata: NodeMetadata(), gossip: "0.0.0.0:7946", advertise: "10.0.0.5:7946",
+            join: "seed-0.starling:7946,seed-1.starling:7946", clusterID: "prod", keys: [key], profile: "local-test")
+        #expect(c.bind == GossipAddress(host: "0.0.0.0", port: 7946))
+        #expect(c.advertise?.host == "10.0.0.5")
+        #expect(c.seeds.count == 2)
+        #expect(c.cluster == ClusterID("prod"))
+        #expect(c.keyring.isEncrypting)
+        #expect(c.settings == .localTest)
+        func rejects(_ option: String, gossip: String? = nil, join: String? = nil, keys: [String] = [], profile: String? = nil) {
+            #expect {
+                _ = try GossipConfiguration.fromOptions(nodeID: id, name: "n", metadata: NodeMetadata(), gossip: gossip, advertise: nil,
+                                                        join: join, clusterID: nil, keys: keys, profile: profile)
+            } throws: { e in
+                guard case .invalid(let o, _, _) = e as? GossipConfiguration.OptionError else { return false }
+                return o == option
+            }
+        }
+        rejects("gossip", gossip: "nope")
+        rejects("join", join: "a:1,b")
+        rejects("gossip-key", keys: ["AAAA"])
+        rejects("gossip-profile", profile: "wan")
+    }
+
+    @Test func memberViewsListTheLocalNode() async throws {
+        var c = GossipConfiguration(nodeID: NodeID(high: 3, low: 4), name: "solo",
+                                    metadata: NodeMetadata(httpAddress: "127.0.0.1:9090", zone: "a", state: .active))
+        c.bind = GossipAddress(host: "127.0.0.1", port: 0)
+        let s = try await GossipService.bind(c, logger: Logger(label: "t"))
+        let views = await s.memberViews()
+        #expect(views.count == 1)
+        #expect(views[0].isLocal && views[0].status == "alive" && views[0].state == "active" && views[0].zone == "a")
+        #expect(views[0].lastChangeMs > 1_700_000_000_000)
+        try await s.udp?.close()
+        try await s.tcpServer.channel.close()
+    }
+}
+
+@Suite(.serialized) struct GossipDNSSeedTests {
+    /// A seed given as a name is resolved on each attempt and every address is tried:
+    /// `localhost` may resolve to ::1 first, where nothing listens, before 127.0.0.1.
+    @Test func joinsThroughAHostName() async throws {
+        let first = try GossipLoopbackTests.config(31)
+        let seed = try await GossipService.bind(first, logger: GossipLoopbackTests.logger)
+        let joiner = try await GossipService.bind(
+            GossipLoopbackTests.config(32, seeds: [GossipAddress(host: "localhost", port: UInt16(seed.boundPort))]),
+            logger: GossipLoopbackTests.logger)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await seed.run() }
+            group.addTask { try await joiner.run() }
+            defer { group.cancelAll() }
+            let joined = await GossipLoopbackTests.eventually {
+                let a = await GossipLoopbackTests.aliveCount(seed), b = await GossipLoopbackTests.aliveCount(joiner)
+                return a == 2 && b == 2
+            }
+            #expect(joined)
+        }
+    }
+}

@@ -14,12 +14,21 @@ struct PushPullFrameDecoder: ByteToMessageDecoder {
     }
 
     mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
-        guard let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self) else { return .needMoreData }
-        guard length <= UInt32(Self.maxFrameBytes) else { throw FrameTooLarge(length: length) }
-        guard buffer.readableBytes >= 4 + Int(length) else { return .needMoreData }
-        buffer.moveReaderIndex(forwardBy: 4)
-        context.fireChannelRead(wrapInboundOut(buffer.readSlice(length: Int(length))!))
+        guard let frame = try decodeFrame(&buffer) else { return .needMoreData }
+        var b = context.channel.allocator.buffer(capacity: frame.count)
+        b.writeBytes(frame)
+        context.fireChannelRead(wrapInboundOut(b))
         return .continue
+    }
+
+    /// The framing rule, independent of a channel: the next complete frame's payload, or nil if
+    /// more bytes are needed. Throws before buffering a body longer than `maxFrameBytes`.
+    func decodeFrame(_ buffer: inout ByteBuffer) throws -> [UInt8]? {
+        guard let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self) else { return nil }
+        guard length <= UInt32(Self.maxFrameBytes) else { throw FrameTooLarge(length: length) }
+        guard buffer.readableBytes >= 4 + Int(length) else { return nil }
+        buffer.moveReaderIndex(forwardBy: 4)
+        return buffer.readBytes(length: Int(length))
     }
 
     mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {

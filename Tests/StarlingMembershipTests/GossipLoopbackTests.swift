@@ -222,3 +222,27 @@ import Testing
         }
     }
 }
+
+@Suite struct PushPullFramingTests {
+    /// Frames arrive split at every byte boundary and back to back; the decoder yields exactly
+    /// the payloads, and refuses an oversized length before buffering the body.
+    @Test func decodesFramesByteByByteAndRejectsOversize() throws {
+        let payloads: [[UInt8]] = [[1, 2, 3], [], Array(repeating: 7, count: 300)]
+        var wire: [UInt8] = []
+        for p in payloads {
+            var b = framed(p, allocator: ByteBufferAllocator())
+            wire += b.readBytes(length: b.readableBytes)!
+        }
+        var decoder = PushPullFrameDecoder()
+        var buffer = ByteBuffer()
+        var out: [[UInt8]] = []
+        for byte in wire {
+            buffer.writeInteger(byte)
+            while let frame = try decoder.decodeFrame(&buffer) { out.append(frame) }
+        }
+        #expect(out == payloads)
+        var huge = ByteBuffer()
+        huge.writeInteger(UInt32(PushPullFrameDecoder.maxFrameBytes + 1))
+        #expect(throws: PushPullFrameDecoder.FrameTooLarge.self) { try decoder.decodeFrame(&huge) }
+    }
+}

@@ -153,13 +153,18 @@ public struct SWIMInstance<Random: SeededRandom>: Sendable {
             + (myself.status.isLive ? 1 : 0)
     }
 
+    /// Alive and suspect members other than this node.
+    var liveOthers: Int {
+        countByStatus[Int(MemberStatus.alive.rawValue)] + countByStatus[Int(MemberStatus.suspect.rawValue)]
+    }
+
     /// Whether a join is still trying to reach a seed.
     public var isJoining: Bool { join != nil }
 
     /// After `leave`: true once the leave announcement has been transmitted as many times as any
     /// update, or there is nobody left to tell. The shell waits for this (bounded) before exiting.
     public var isLeaveComplete: Bool {
-        isLeaving && (!broadcasts.contains(subject: myself.id) || liveCount <= 1)
+        isLeaving && (!broadcasts.contains(subject: myself.id) || liveOthers == 0)
     }
 
     /// Updates waiting for dissemination.

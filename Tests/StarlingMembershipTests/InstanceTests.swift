@@ -360,6 +360,18 @@ import Testing
         #expect(a.isLeaveComplete)
     }
 
+    @Test func leaveInATwoNodeClusterWaitsForTheAnnouncement() {
+        var a = Self.make(1)
+        let b = Self.make(2)
+        _ = a.seedView([Self.record(b)], from: b.myself.id, nowMs: 0, disseminate: false)
+        let d = a.leave(nowMs: 0)
+        #expect(Self.sends(d).count == 1)
+        #expect(!a.isLeaveComplete, "one other member still has to hear it")
+        var alone = Self.make(3)
+        _ = alone.leave(nowMs: 0)
+        #expect(alone.isLeaveComplete, "nobody to tell")
+    }
+
     @Test func metadataUpdateRaisesIncarnation() {
         var a = Self.make(1)
         var m = a.myself.metadata

@@ -257,13 +257,24 @@ public actor GossipService: Service {
     /// Rebinds the UDP socket whenever NIO closes it (send errors close UDP channels).
     func udpWatchLoop() async {
         var backoffMs: Int64 = 50
+        var lastLogMs: Int64 = .min / 2
+        var unlogged = 0
         while !Task.isCancelled && started {
             if let ch = udp {
                 try? await ch.closeFuture.get()
                 guard started else { return }
                 udp = nil
                 metrics.udpRebinds.increment()
-                logger.warning("gossip UDP socket closed; rebinding", metadata: ["port": "\(boundPort)"])
+                // Under an output drop every send to the blocked peer closes the socket: log at
+                // most every 10 s, with the count, instead of once per datagram.
+                unlogged += 1
+                let now = Self.monotonicMs()
+                if now - lastLogMs >= 10_000 {
+                    logger.warning("gossip UDP socket closed by a send error; rebinding",
+                                   metadata: ["port": "\(boundPort)", "rebinds": "\(unlogged)"])
+                    lastLogMs = now
+                    unlogged = 0
+                }
             }
             do {
                 udp = try await Self.bindUDP(host: configuration.bind.host, port: boundPort, group: group, sink: inboundContinuation)

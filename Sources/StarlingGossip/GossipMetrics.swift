@@ -48,7 +48,7 @@ struct GossipMetrics {
         updatesSent = Counter(label: "starling_gossip_updates_sent_total")
         var d: [String: Counter] = [:]
         for r in ["authentication", "malformed", "wrong_cluster", "version", "ping_for_other_node", "relay_limit",
-                  "send_error", "inbound_queue_full", "pushpull_limit", "pushpull_frame_too_large"] {
+                  "send_error", "inbound_queue_full", "pushpull_limit", "pushpull_frame_too_large", "duplicate_node_id"] {
             d[r] = Counter(label: "starling_gossip_dropped_total", dimensions: [("reason", r)])
         }
         dropped = d
@@ -82,6 +82,7 @@ struct GossipMetrics {
         add(dropped["version"]!, old.unsupportedVersion, new.unsupportedVersion)
         add(dropped["ping_for_other_node"]!, old.pingsForOtherNode, new.pingsForOtherNode)
         add(dropped["relay_limit"]!, old.relaysDroppedAtLimit, new.relaysDroppedAtLimit)
+        add(dropped["duplicate_node_id"]!, old.duplicateNodeID, new.duplicateNodeID)
         add(pushPull["started"]!, old.pushPullsStarted, new.pushPullsStarted)
         add(pushPull["completed"]!, old.pushPullsCompleted, new.pushPullsCompleted)
         add(pushPull["failed"]!, old.pushPullsFailed, new.pushPullsFailed)

@@ -475,6 +475,9 @@ public actor GossipService: Service {
             }
         }
         let s = instance.stats
+        if s.duplicateNodeID > lastStats.duplicateNodeID {
+            logger.error("another node uses this node's ID (copied data directory?)", metadata: ["id": "\(configuration.nodeID)"])
+        }
         if s != lastStats {
             metrics.record(from: lastStats, to: s, counts: instance.countsByStatus, health: instance.health)
             lastStats = s

@@ -78,6 +78,21 @@ struct BroadcastQueue: Sendable {
         return out
     }
 
+    /// The updates `select` would pick, without counting a transmission: for gossip to dead
+    /// members, which must not use up the retransmit budget meant for live ones.
+    func peek(budget: Int, maxCount: Int) -> [GossipUpdate] {
+        var out: [GossipUpdate] = []
+        var remaining = budget
+        for bucket in buckets {
+            for e in bucket.reversed() where live[e.update.subject] == e.generation && e.size <= remaining {
+                out.append(e.update)
+                remaining -= e.size
+                if out.count >= maxCount || remaining <= 0 { return out }
+            }
+        }
+        return out
+    }
+
     /// Drops everything (used after leaving).
     mutating func removeAll() {
         buckets.removeAll()

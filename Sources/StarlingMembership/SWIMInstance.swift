@@ -50,6 +50,7 @@ public struct SWIMInstance<Random: SeededRandom>: Sendable {
     var probeIndex = 0
     var probe: Probe?
     var lastProbeWasSuspect = false
+    var pushPullToDead = false
     var nextProbeAtMs: Int64
     var seq: UInt32 = 0
     var relays: [Relay] = []
@@ -284,13 +285,19 @@ public struct SWIMInstance<Random: SeededRandom>: Sendable {
         if nowMs >= nextGossipAtMs {
             nextGossipAtMs = nowMs + settings.gossipIntervalMs
             if !broadcasts.isEmpty {
-                let deadWindow = settings.gossipToTheDeadMs
-                let targets = randomMembers(count: settings.gossipFanout, excluding: nil) {
-                    $0.status.isLive || ($0.status == .dead && nowMs - $0.lastChangeMs < deadWindow)
-                }
+                // Fanout goes to live members only: each update has a small transmit budget
+                // (4 at n ≤ 9), and spending it on dead members left live ones uninformed.
+                let targets = randomMembers(count: settings.gossipFanout, excluding: nil) { $0.status.isLive }
                 for t in targets {
                     if broadcasts.isEmpty { break }
                     sendPacket(.gossip, to: t.address, priority: [], nowMs: nowMs, &out)
+                }
+                // Gossip to the dead: one recently dead member per round hears the news (so a
+                // member wrongly declared dead learns it and refutes), without using up budget.
+                let deadWindow = settings.gossipToTheDeadMs
+                if !tombstones.isEmpty, !broadcasts.isEmpty,
+                   let t = randomMembers(count: 1, excluding: nil, where: { $0.status == .dead && nowMs - $0.lastChangeMs < deadWindow }).first {
+                    sendPacket(.gossip, to: t.address, priority: [], countTransmissions: false, nowMs: nowMs, &out)
                 }
             }
         }
@@ -298,7 +305,18 @@ public struct SWIMInstance<Random: SeededRandom>: Sendable {
         // Anti-entropy.
         if settings.pushPullIntervalMs > 0 && nowMs >= nextPushPullAtMs {
             nextPushPullAtMs = nowMs + settings.scaledPushPullIntervalMs(memberCount: liveCount)
-            if !isLeaving, let peer = randomMembers(count: 1, excluding: nil, where: { $0.status == .alive }).first {
+            // Every other round goes to a dead member if there is one (reconnect, like Serf):
+            // after a partition heals, the two sides have declared each other dead and only
+            // talk again through gossip to the dead, this, or the seeds.
+            pushPullToDead.toggle()
+            var peer: Member?
+            if pushPullToDead && !tombstones.isEmpty {
+                peer = randomMembers(count: 1, excluding: nil, where: { $0.status == .dead }).first
+            }
+            if peer == nil {
+                peer = randomMembers(count: 1, excluding: nil, where: { $0.status == .alive }).first
+            }
+            if !isLeaving, let peer {
                 stats.pushPullsStarted += 1
                 out.append(.pushPull(to: peer.address, join: false, frame: sealedState(join: false, isResponse: false)))
             }
@@ -408,7 +426,12 @@ public struct SWIMInstance<Random: SeededRandom>: Sendable {
     // MARK: Packet handling
 
     mutating func onPacket(_ packet: SWIMPacket, from: GossipAddress, nowMs: Int64, _ out: inout [SWIMDirective]) {
-        guard packet.sender != myself.id else { return }
+        guard packet.sender != myself.id else {
+            // Our own ID from another address: two nodes share a node ID (a copied data
+            // directory). Nothing can be applied safely; make it visible.
+            if from != myself.address { stats.duplicateNodeID += 1 }
+            return
+        }
         stats.updatesReceived += UInt64(packet.updates.count)
         for u in packet.updates { apply(u, nowMs: nowMs, &out) }
         switch packet.message {
@@ -592,7 +615,12 @@ public struct SWIMInstance<Random: SeededRandom>: Sendable {
             }
             return
         }
-        guard let cur = members[id], cur.status.isLive, inc >= cur.incarnation else { return }
+        guard let cur = members[id] else { return }
+        if cur.status == .left {
+            reassertLeft(cur)
+            return
+        }
+        guard cur.status.isLive, inc >= cur.incarnation else { return }
         if cur.status == .suspect {
             if inc > cur.incarnation {
                 var m = cur
@@ -636,7 +664,12 @@ public struct SWIMInstance<Random: SeededRandom>: Sendable {
             }
             return
         }
-        guard let cur = members[id], cur.status.isLive, inc >= cur.incarnation else { return }
+        guard let cur = members[id] else { return }
+        if cur.status == .left {
+            reassertLeft(cur)
+            return
+        }
+        guard cur.status.isLive, inc >= cur.incarnation else { return }
         var m = cur
         m.incarnation = inc
         m.status = .dead
@@ -663,6 +696,14 @@ public struct SWIMInstance<Random: SeededRandom>: Sendable {
         setMember(m, previous: cur)
         broadcasts.enqueue(.left(id: id, incarnation: inc))
         out.append(.memberChanged(MembershipChange(kind: .left, member: m, previousStatus: cur.status)))
+    }
+
+    /// Someone suspects or declares dead a member we know left gracefully: the leave
+    /// announcement missed them. Gossip it again so they see `left`, not a failure.
+    mutating func reassertLeft(_ m: Member) {
+        if !broadcasts.contains(subject: m.id) {
+            broadcasts.enqueue(.left(id: m.id, incarnation: m.incarnation))
+        }
     }
 
     /// Raises this node's incarnation above `observed` and announces it alive.
@@ -758,8 +799,8 @@ public struct SWIMInstance<Random: SeededRandom>: Sendable {
 
     /// Builds a datagram: `message`, then `priority` updates, then as many queued updates as fit
     /// in `maxPayloadBytes` (less the envelope), and appends the send directive.
-    mutating func sendPacket(_ message: SWIMMessage, to: GossipAddress, priority: [GossipUpdate], nowMs: Int64,
-                             _ out: inout [SWIMDirective]) {
+    mutating func sendPacket(_ message: SWIMMessage, to: GossipAddress, priority: [GossipUpdate],
+                             countTransmissions: Bool = true, nowMs: Int64, _ out: inout [SWIMDirective]) {
         var budget = settings.maxPayloadBytes - Envelope.maxOverheadBytes - SWIMCodec.headerBytes
             - SWIMCodec.messageBytes(message) - 2  // update-count varint (≤ 2 bytes below 16,384)
         var updates: [GossipUpdate] = []
@@ -768,7 +809,9 @@ public struct SWIMInstance<Random: SeededRandom>: Sendable {
             if s <= budget { updates.append(u); budget -= s }
         }
         let maxCount = Limits.maxUpdatesPerDatagram - updates.count
-        updates += broadcasts.select(budget: budget, maxCount: maxCount, limit: settings.retransmitLimit(memberCount: liveCount))
+        updates += countTransmissions
+            ? broadcasts.select(budget: budget, maxCount: maxCount, limit: settings.retransmitLimit(memberCount: liveCount))
+            : broadcasts.peek(budget: budget, maxCount: maxCount)
         let packet = SWIMPacket(sender: myself.id, message: message, updates: updates)
         let datagram = Envelope.seal(SWIMCodec.encode(packet, cluster: cluster), keyring: keyring, random: &random)
         precondition(datagram.count <= settings.maxPayloadBytes,

@@ -74,7 +74,9 @@ public struct SWIMSettings: Sendable, Equatable {
     public var pushPullIntervalMs: Int64 = 30_000
     /// Tombstone lifetime: a dead or left member stays in the view (and in push-pull state, so
     /// that every node learns of the death) for this long, then is removed (`removed` event).
-    /// Placement treats removal as "gone for good" and re-replicates. Default 60,000 ms.
+    /// Placement treats removal as "gone for good" and re-replicates. Dead members are also
+    /// the targets of every other push-pull round (reconnect after a partition), so this must
+    /// span a few push-pull intervals. Default 60,000 ms.
     public var tombstoneReclaimMs: Int64 = 60_000
     /// First delay before retrying a join that reached no seed; doubles per attempt up to
     /// `joinRetryMaxMs`, with ±20% jitter. Default 1,000 ms.
@@ -95,7 +97,7 @@ public struct SWIMSettings: Sendable, Equatable {
     public static let lan = SWIMSettings()
 
     /// Fast local-test profile, for processes on one machine: 200 ms probes, 100 ms timeout,
-    /// 50 ms gossip, 5 s push-pull, 5 s tombstones, 200 ms join retry.
+    /// 50 ms gossip, 5 s push-pull, 30 s tombstones (several reconnect rounds), 200 ms join retry.
     public static var localTest: SWIMSettings {
         var s = SWIMSettings()
         s.probeIntervalMs = 200
@@ -103,7 +105,7 @@ public struct SWIMSettings: Sendable, Equatable {
         s.gossipIntervalMs = 50
         s.gossipToTheDeadMs = 5_000
         s.pushPullIntervalMs = 5_000
-        s.tombstoneReclaimMs = 5_000
+        s.tombstoneReclaimMs = 30_000
         s.joinRetryInitialMs = 200
         s.joinRetryMaxMs = 2_000
         return s

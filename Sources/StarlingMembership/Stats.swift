@@ -44,6 +44,8 @@ public struct SWIMStats: Sendable, Equatable {
     public var malformed: UInt64 = 0
     public var wrongCluster: UInt64 = 0
     public var unsupportedVersion: UInt64 = 0
+    /// Datagrams carrying this node's own ID from another address: two nodes share an ID.
+    public var duplicateNodeID: UInt64 = 0
 
     // Push-pull and join
     public var pushPullsStarted: UInt64 = 0

@@ -120,7 +120,7 @@ public enum Figures {
         var updateBytes = 0
         var totalBytes = 0
         var newIncarnation: UInt64 = 0
-        sim.onSend = { _, packet, size in
+        sim.onSend = { _, _, packet, size in
             totalBytes += size
             for u in packet.updates {
                 if case .alive(let a) = u, a.id == originID, a.incarnation == newIncarnation {

@@ -96,8 +96,8 @@ public final class Simulation {
     /// Directed links that drop everything: `blocked.contains(Link(from, to))`.
     public private(set) var blocked: Set<Link> = []
     public var network: Network
-    /// Hook called for every datagram sent (sender index, packet, sealed size). Used by figures.
-    public var onSend: ((Int, SWIMPacket, Int) -> Void)?
+    /// Hook called for every datagram sent (sender index, destination, packet, sealed size). Used by figures.
+    public var onSend: ((_ sender: Int, _ to: GossipAddress, _ packet: SWIMPacket, _ bytes: Int) -> Void)?
     /// Hook called after every membership change, for checkers that run after each step.
     public var onObservation: ((Observation) -> Void)?
 
@@ -361,7 +361,7 @@ public final class Simulation {
         for d in directives {
             switch d {
             case .send(let to, let datagram, let packet):
-                onSend?(n, packet, datagram.count)
+                onSend?(n, to, packet, datagram.count)
                 guard let dst = addressIndex[to] else { continue }
                 if blocked.contains(Link(n, dst)) { continue }
                 if chance(network.lossRate) { continue }

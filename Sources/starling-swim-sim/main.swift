@@ -45,7 +45,7 @@ case "detection":
     let runs = int("runs", 10)
     print("Detection of a killed member, profile \(profileName), \(runs) runs per n (seeds \(baseSeed)..<\(baseSeed + UInt64(runs)))")
     print("")
-    print("| n | first suspicion (median / max) | suspected by all (median / max) | dead everywhere (median / max) | false deaths |")
+    print("| n | first suspicion (median / p95 / max) | suspected by all (median / p95 / max) | dead everywhere (median / p95 / max) | false deaths |")
     print("| ---: | ---: | ---: | ---: | ---: |")
     for n in ints("nodes", [3, 5, 10, 100, 1000]) {
         var first: [Int64] = [], all: [Int64] = [], dead: [Int64] = []
@@ -57,8 +57,8 @@ case "detection":
             if let x = f.deadEverywhereMs { dead.append(x) } else { undetected += 1 }
             falseDeaths += f.falseDeaths
         }
-        print("| \(n) | \(fmt(percentile(first, 0.5))) / \(fmt(first.max())) | \(fmt(percentile(all, 0.5))) / \(fmt(all.max())) | "
-            + "\(fmt(percentile(dead, 0.5))) / \(fmt(dead.max()))\(undetected > 0 ? " (\(undetected) undetected)" : "") | \(falseDeaths) |")
+        func dist(_ xs: [Int64]) -> String { "\(fmt(percentile(xs, 0.5))) / \(fmt(percentile(xs, 0.95))) / \(fmt(xs.max()))" }
+        print("| \(n) | \(dist(first)) | \(dist(all)) | \(dist(dead))\(undetected > 0 ? " (\(undetected) undetected)" : "") | \(falseDeaths) |")
     }
 case "false-positives":
     let runs = int("runs", 3)

@@ -186,6 +186,15 @@ import Testing
         #expect(newcomer.stats.pingsForOtherNode == 1)
     }
 
+    @Test func ownIDFromAnotherAddressIsCountedNotApplied() {
+        var a = Self.make(1)
+        let twin = Self.make(1)
+        _ = a.onDatagram(Self.gossip(from: twin, [.suspect(id: a.myself.id, incarnation: 5, from: a.myself.id)]),
+                         from: GossipAddress(host: "elsewhere", port: 7946), nowMs: 1)
+        #expect(a.stats.duplicateNodeID == 1)
+        #expect(a.myself.incarnation == 0)
+    }
+
     @Test func addressChangeWithHigherIncarnationUpdatesSameMember() {
         var a = Self.make(1)
         let b = Self.make(2)
@@ -334,9 +343,9 @@ import Testing
         _ = a.seedView([Self.record(b)], from: b.myself.id, nowMs: 0)
         var d = a.onDatagram(Self.gossip(from: Self.make(3), [.left(id: b.myself.id, incarnation: 1)]), from: GossipAddress(host: "h3", port: 1), nowMs: 100)
         #expect(Self.changes(d).map(\.kind) == [.left])
-        d = a.onTick(nowMs: 100 + 4_999)
+        d = a.onTick(nowMs: 100 + 29_999)
         #expect(!Self.changes(d).contains { $0.kind == .removed })
-        d = a.onTick(nowMs: 100 + 5_000)
+        d = a.onTick(nowMs: 100 + 30_000)
         #expect(Self.changes(d).map(\.kind) == [.removed])
         #expect(a.member(b.myself.id) == nil)
     }
@@ -370,6 +379,19 @@ import Testing
         var alone = Self.make(3)
         _ = alone.leave(nowMs: 0)
         #expect(alone.isLeaveComplete, "nobody to tell")
+    }
+
+    @Test func suspicionOfALeftMemberReassertsTheLeave() {
+        var a = Self.make(1)
+        let b = Self.make(2), c = Self.make(3)
+        _ = a.seedView([Self.record(b), Self.record(c)], from: b.myself.id, nowMs: 0, disseminate: false)
+        _ = a.onDatagram(Self.gossip(from: b, [.left(id: b.myself.id, incarnation: 1)]), from: b.myself.address, nowMs: 1)
+        _ = a.onTick(nowMs: 10_000)  // let the left update run out of retransmissions
+        for t in stride(from: Int64(10_000), to: 20_000, by: 200) { _ = a.onTick(nowMs: t) }
+        #expect(!a.broadcasts.contains(subject: b.myself.id))
+        _ = a.onDatagram(Self.gossip(from: c, [.suspect(id: b.myself.id, incarnation: 1, from: c.myself.id)]), from: c.myself.address, nowMs: 20_001)
+        #expect(a.member(b.myself.id)?.status == .left)
+        #expect(a.broadcasts.contains(subject: b.myself.id), "the leave is gossiped again to whoever missed it")
     }
 
     @Test func metadataUpdateRaisesIncarnation() {

@@ -87,27 +87,37 @@ public actor GossipService: Service {
         if let p = configuration.settings.validate() { throw StartError.invalidSettings(p) }
         let (inbound, inCont) = AsyncStream<InboundDatagram>.makeStream(
             bufferingPolicy: .bufferingNewest(configuration.inboundQueueLimit))
-        let udp: any Channel
-        do {
-            udp = try await Self.bindUDP(host: configuration.bind.host, port: Int(configuration.bind.port), group: group, sink: inCont)
-        } catch {
-            throw StartError.bindFailed("UDP \(configuration.bind): \(error)")
-        }
-        let port = udp.localAddress?.port ?? Int(configuration.bind.port)
-        let server: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>
-        do {
-            server = try await ServerBootstrap(group: group)
-                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                .bind(host: configuration.bind.host, port: port) { child in
-                    child.eventLoop.makeCompletedFuture {
-                        try child.pipeline.syncOperations.addHandler(ByteToMessageHandler(PushPullFrameDecoder()))
-                        return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: child)
+        // With port 0 the UDP socket picks a free port and TCP must take the same number, which
+        // a TCP socket (e.g. another process's outgoing connection) may hold: try a few ports.
+        let attempts = configuration.bind.port == 0 ? 16 : 1
+        var bound: (udp: any Channel, port: Int, server: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>)?
+        for attempt in 1...attempts {
+            let udp: any Channel
+            do {
+                udp = try await Self.bindUDP(host: configuration.bind.host, port: Int(configuration.bind.port), group: group, sink: inCont)
+            } catch {
+                throw StartError.bindFailed("UDP \(configuration.bind): \(error)")
+            }
+            let port = udp.localAddress?.port ?? Int(configuration.bind.port)
+            do {
+                let server = try await ServerBootstrap(group: group)
+                    .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                    .bind(host: configuration.bind.host, port: port) { child in
+                        child.eventLoop.makeCompletedFuture {
+                            try child.pipeline.syncOperations.addHandler(ByteToMessageHandler(PushPullFrameDecoder()))
+                            return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: child)
+                        }
                     }
+                bound = (udp, port, server)
+                break
+            } catch {
+                try? await udp.close()
+                if attempt == attempts {
+                    throw StartError.bindFailed("TCP \(configuration.bind.host):\(port): \(error)")
                 }
-        } catch {
-            try? await udp.close()
-            throw StartError.bindFailed("TCP \(configuration.bind.host):\(port): \(error)")
+            }
         }
+        guard let (udp, port, server) = bound else { throw StartError.bindFailed("no port") }
         let advertise: GossipAddress
         do {
             advertise = try Self.advertiseAddress(configuration, boundPort: port)

@@ -69,7 +69,12 @@ LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
 var logger = Logger(label: "gossip-node")
 logger.logLevel = .info
 
-let service = try await GossipService.bind(config, logger: logger)
+let service: GossipService
+do {
+    service = try await GossipService.bind(config, logger: logger)
+} catch {
+    fail("\(error)")
+}
 emit("READY \(id) \(service.advertisedAddress)")
 
 struct EventPrinter: Service {

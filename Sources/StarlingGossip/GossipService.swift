@@ -33,6 +33,11 @@ public actor GossipService: Service {
     let logger: Logger
     let group: any EventLoopGroup
     let metrics = GossipMetrics()
+    /// The actor runs on one NIO event loop, not on Swift's cooperative pool: CPU-bound work
+    /// elsewhere in the process (a long query, a simulation in tests) must not delay acks and
+    /// ticks, or healthy nodes would be suspected.
+    let loop: any EventLoop
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { loop.executor.asUnownedSerialExecutor() }
 
     var instance: SWIMInstance<Xoshiro256>
     var lastStats = SWIMStats()
@@ -145,6 +150,7 @@ public actor GossipService: Service {
         l[metadataKey: "node"] = "\(configuration.name)"
         self.logger = l
         self.group = group
+        self.loop = group.next()
         let now = Self.monotonicMs()
         var sys = SystemRandomNumberGenerator()
         self.wallOffsetMs = Self.wallClockMs() - now
@@ -314,6 +320,7 @@ public actor GossipService: Service {
                     }
                 }
             }
+        } catch is CancellationError {
         } catch {
             if started { logger.error("gossip TCP listener failed", metadata: ["error": "\(error)"]) }
         }

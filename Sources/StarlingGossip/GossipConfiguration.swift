@@ -4,8 +4,8 @@ import StarlingMembership
 /// environment variables and the config file.
 public struct GossipConfiguration: Sendable {
     /// Where to listen: UDP for the protocol and TCP for push-pull, on the same port number.
-    /// Port 0 picks a free port (tests). Default `0.0.0.0:7946`.
-    public var bind: GossipAddress = GossipAddress(host: "0.0.0.0", port: 7946)
+    /// Port 0 picks a free port (tests). Default `0.0.0.0:9471`, the node's `cluster.gossip` default.
+    public var bind: GossipAddress = GossipAddress(host: "0.0.0.0", port: 9471)
     /// The address other members use to reach this node. Required to be an IP literal. When nil,
     /// the bind address is used, or, if that is a wildcard, the first non-loopback IPv4 address
     /// of this host.

@@ -5,7 +5,8 @@
 //   StarlingCore ─┬─ StarlingChunk ─┬─ StarlingStorage ── StarlingRocksDB (only user of CRocksDB)
 //                 │                 └─ StarlingPromQL
 //                 ├─ StarlingIngest (decoders, validation; no I/O)
-//                 └─ StarlingMembership (SWIM state machine; no I/O)
+//                 ├─ StarlingMembership (SWIM state machine; no I/O)
+//                 └─ StarlingPlacement (shard placement, per-node shard ownership; no I/O)
 //   shells: StarlingCompression (LZ4/Snappy/gzip) · StarlingGossip (NIO UDP/TCP) · StarlingHTTP (Hummingbird)
 //   StarlingNode (composition root, services) ── `starling` executable
 //
@@ -73,6 +74,8 @@ let package = Package(
         .target(
             name: "StarlingPromQL", dependencies: ["StarlingCore", "StarlingChunk"],
             swiftSettings: swiftSettings),
+        .target(
+            name: "StarlingPlacement", dependencies: ["StarlingCore"], swiftSettings: swiftSettings),
 
         // MARK: I/O shells
         .target(
@@ -183,6 +186,9 @@ let package = Package(
             dependencies: [
                 "StarlingMembership", "StarlingMembershipSim", "StarlingGossip", "StarlingTestKit", "starling-gossip-node",
             ],
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "StarlingPlacementTests", dependencies: ["StarlingPlacement", "StarlingTestKit"],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "StarlingPromQLTests",

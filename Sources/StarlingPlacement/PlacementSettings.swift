@@ -13,7 +13,7 @@ public struct PlacementSettings: Sendable, Hashable, CustomStringConvertible {
     /// replicas (never narrower than ⌊fair⌋...⌈fair⌉), which keeps the ±10% promise with margin.
     /// Narrower bands balance better but make every membership change move more replicas that
     /// the new (or removed) node is not involved in; wider bands the reverse (see
-    /// docs/placement.md for measured figures). Range 0...500.
+    /// docs/cluster.md for measured figures). Range 0...500.
     public let balanceTolerancePermille: Int
 
     public static let maxReplicationFactor = 255

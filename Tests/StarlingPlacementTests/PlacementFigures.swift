@@ -4,7 +4,7 @@ import StarlingTestKit
 import Testing
 @testable import StarlingPlacement
 
-/// The figures of docs/placement.md — measurement, not a test: it asserts nothing and runs only
+/// The figures of docs/cluster.md — measurement, not a test: it asserts nothing and runs only
 /// when asked.
 ///
 ///     STARLING_PLACEMENT_FIGURES=1 swift test -c release --filter PlacementFigures

@@ -87,9 +87,9 @@ import Testing
         ]
     }()
 
-    /// Outputs of an independent Python model of docs/placement.md's algorithm (same hash, same
+    /// Outputs of an independent Python model of docs/cluster.md's algorithm (same hash, same
     /// orders and tie-breaks). A change here changes every cluster's placement: bump
-    /// `Placement.algorithmVersion` and update docs/placement.md with it.
+    /// `Placement.algorithmVersion` and update docs/cluster.md with it.
     @Test(arguments: referenceCases)
     func matchesTheReferenceModel(_ c: ReferenceCase) {
         let members = c.nodes.map { PlacementMember(nodeID: $0.id, zone: $0.zone, state: .active) }
@@ -249,7 +249,7 @@ import Testing
     // MARK: Movement
 
     /// Adding a node: it takes about its fair share; other nodes gain at most 1.5% of all
-    /// replicas (balancing moves, docs/placement.md). Removing a node: its replicas move, plus at
+    /// replicas (balancing moves, docs/cluster.md). Removing a node: its replicas move, plus at
     /// most 1.5% other moves.
     @Test(arguments: [5, 10, 20, 30, 50])
     func movementOnAddAndRemove(nodes: Int) {

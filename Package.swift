@@ -6,7 +6,8 @@
 //                 │                 └─ StarlingPromQL
 //                 ├─ StarlingIngest (decoders, validation; no I/O)
 //                 ├─ StarlingMembership (SWIM state machine; no I/O)
-//                 └─ StarlingPlacement (shard placement, per-node shard ownership; no I/O)
+//                 ├─ StarlingPlacement (shard placement, per-node shard ownership; no I/O)
+//                 └─ StarlingPeerWire (peer-RPC frames and messages; + Membership's keyring; no I/O)
 //   shells: StarlingCompression (LZ4/Snappy/gzip) · StarlingGossip (NIO UDP/TCP) · StarlingHTTP (Hummingbird)
 //   StarlingNode (composition root, services) ── `starling` executable
 //
@@ -76,6 +77,14 @@ let package = Package(
             swiftSettings: swiftSettings),
         .target(
             name: "StarlingPlacement", dependencies: ["StarlingCore"], swiftSettings: swiftSettings),
+        .target(
+            name: "StarlingPeerWire",
+            dependencies: [
+                "StarlingCore", "StarlingPlacement",
+                // The cluster keyring (shared with gossip) and AES-GCM.
+                "StarlingMembership", .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings),
 
         // MARK: I/O shells
         .target(
@@ -189,6 +198,10 @@ let package = Package(
             swiftSettings: swiftSettings),
         .testTarget(
             name: "StarlingPlacementTests", dependencies: ["StarlingPlacement", "StarlingTestKit"],
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "StarlingPeerWireTests",
+            dependencies: ["StarlingPeerWire", "StarlingCompression", "StarlingTestKit"],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "StarlingPromQLTests",

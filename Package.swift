@@ -9,6 +9,7 @@
 //                 ├─ StarlingPlacement (shard placement, per-node shard ownership; no I/O)
 //                 └─ StarlingPeerWire (peer-RPC frames and messages; + Membership's keyring; no I/O)
 //   shells: StarlingCompression (LZ4/Snappy/gzip) · StarlingGossip (NIO UDP/TCP) · StarlingHTTP (Hummingbird)
+//           · StarlingPeer (peer-RPC framing handlers over StarlingPeerWire)
 //   StarlingNode (composition root, services) ── `starling` executable
 //
 // Pure targets import no NIO, no Hummingbird, no C module and never read a clock or the system RNG.
@@ -91,6 +92,13 @@ let package = Package(
             name: "StarlingCompression",
             dependencies: [
                 "CLZ4", "CSnappy", "CZlib",
+            ],
+            swiftSettings: swiftSettings),
+        .target(
+            name: "StarlingPeer",
+            dependencies: [
+                "StarlingPeerWire", "StarlingMembership", "StarlingCompression",
+                .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings),
         .target(
@@ -202,6 +210,15 @@ let package = Package(
         .testTarget(
             name: "StarlingPeerWireTests",
             dependencies: ["StarlingPeerWire", "StarlingCompression", "StarlingTestKit"],
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "StarlingPeerTests",
+            dependencies: [
+                "StarlingPeer", "StarlingPeerWire", "StarlingTestKit",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "StarlingPromQLTests",

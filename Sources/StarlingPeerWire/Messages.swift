@@ -171,7 +171,9 @@ public struct PeerErrorCode: RawRepresentable, Hashable, Sendable, CustomStringC
     public static let `internal` = PeerErrorCode(rawValue: 1)
     /// The request's payload did not decode (`PeerWireError.payload`, `trailingBytes`, `limitExceeded`).
     public static let malformed = PeerErrorCode(rawValue: 2)
-    /// The responder does not know this message type (an older peer).
+    /// The responder knows the message type but does not serve it as a request (a response
+    /// type sent as a request, or a request its role cannot answer). Unknown types fail the
+    /// frame instead.
     public static let unsupported = PeerErrorCode(rawValue: 3)
     /// Too many requests in flight on this connection; retry after backoff or elsewhere.
     public static let overloaded = PeerErrorCode(rawValue: 4)

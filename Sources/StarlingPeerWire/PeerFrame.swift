@@ -33,7 +33,8 @@ public enum PeerWire {
 }
 
 /// Message types. **Append only**: never renumber or reuse a value; a new message gets the next
-/// number and older peers answer it with `error(unsupported)`.
+/// number. Older peers fail a frame of a type they do not know (`unknownType`), so a new type is
+/// only sent to peers whose announced version has it.
 public enum PeerMessageType: UInt8, Sendable, Hashable, CaseIterable, CustomStringConvertible {
     /// Liveness and round-trip probe; answered with `ping` (response flag) echoing the body.
     case ping = 1

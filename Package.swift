@@ -214,7 +214,7 @@ let package = Package(
         .testTarget(
             name: "StarlingPeerTests",
             dependencies: [
-                "StarlingPeer", "StarlingPeerWire", "StarlingTestKit",
+                "StarlingPeer", "StarlingPeerWire", "StarlingPlacement", "StarlingTestKit",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

@@ -103,6 +103,10 @@ public actor PeerConnection {
 
     /// Sends a request and collects its answer: one frame, or every frame of a stream ending
     /// with `stream_end`, or an `error` frame. `timeoutMs` 0 waits without a deadline.
+    ///
+    /// The whole answer is held in memory, so this suits bounded answers (writes, digests,
+    /// `select` under query limits); a large `fetch_shard` stream needs a consumer with a
+    /// bounded hand-off (not built yet, docs/formats/peer.md).
     public nonisolated func request(_ type: PeerMessageType, payload: [UInt8], timeoutMs: UInt32) async throws -> [PeerFrame] {
         let (id, answer) = try await start(type, payload: payload, timeoutMs: timeoutMs)
         return try await withThrowingTaskGroup(of: [PeerFrame]?.self) { group in

@@ -87,8 +87,9 @@ import Testing
         ]
     }()
 
-    /// Outputs of an independent Python model of docs/cluster.md's algorithm (same hash, same
-    /// orders and tie-breaks). A change here changes every cluster's placement: bump
+    /// Pinned placement digests (golden values). They were cross-checked when written against
+    /// an independent Python model of docs/cluster.md's algorithm (same hash, same orders and
+    /// tie-breaks); that model is not kept in the repository. A change here changes every cluster's placement: bump
     /// `Placement.algorithmVersion` and update docs/cluster.md with it.
     @Test(arguments: referenceCases)
     func matchesTheReferenceModel(_ c: ReferenceCase) {

@@ -102,6 +102,7 @@ public struct StarlingNode: Sendable {
         let features: [RouteCollection<StarlingRequestContext>] = [
             HealthRoutes(readiness: readiness, metrics: metrics, beforeScrape: { await storage.refreshGauges() }).routes(),
             AdminRoutes(authority: authority, metrics: metrics, executor: executor, nowMs: Self.wallClockMs).routes(),
+            StorageAdminRoutes(database: { try storage.database() }, metrics: metrics, executor: executor, nowMs: Self.wallClockMs).routes(),
             ReadRoutes(querier: { try storage.database() }, metrics: metrics, executor: executor).routes(),
             ExportRoutes(querier: { try storage.database() }, metrics: metrics, executor: executor).routes(),
             IngestRoutes(settings: Self.ingestSettings(config), database: { try storage.database() }, metrics: metrics, executor: executor, nowMs: Self.wallClockMs).routes(),

@@ -629,9 +629,13 @@ public final class TimeSeriesDB: Querier, Sendable {
 
     /// Writes everything held in memory to the store and flushes the store's buffers, so that
     /// on-disk figures are complete (benchmarks) and a restart replays nothing (shutdown).
-    public func flush(nowMs: Int64) throws {
+    /// With `compact`, also compacts the whole store, so deleted WAL records and overwritten
+    /// chunk versions stop taking space — the steady-state size, for benchmarks and operators
+    /// (it rewrites every file: expensive on large stores).
+    public func flush(nowMs: Int64, compact: Bool = false) throws {
         try checkpoint(nowMs: nowMs)
         try store.flush()
+        if compact { try store.compactRange(begin: nil, end: nil) }
     }
 
     public func close(nowMs: Int64) throws {

@@ -157,7 +157,8 @@ let package = Package(
         .executableTarget(
             name: "starling-bench",
             dependencies: [
-                "StarlingCore", "StarlingProto", "StarlingCompression", "StarlingTestKit",
+                "StarlingCore", "StarlingProto", "StarlingCompression", "StarlingTestKit", "StarlingIngest",
+                "StarlingStorage", "StarlingRocksDB",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),

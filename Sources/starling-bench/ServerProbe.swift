@@ -34,7 +34,7 @@ struct ServerProbe {
     static func peakRSSBytes(pid: Int32) -> Int? {
         guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
         for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {
-            let kb = line.dropFirst("VmHWM:".count).split(separator: " ").first.flatMap { Int($0) }
+            let kb = line.dropFirst("VmHWM:".count).split(whereSeparator: { $0 == " " || $0 == "\t" }).first.flatMap { Int($0) }
             return kb.map { $0 * 1024 }
         }
         return nil

@@ -369,19 +369,21 @@ public final class TimeSeriesDB: Querier, Sendable {
                       state h: inout HeadState, out: inout KVWriteBatch, report: inout AppendReport) {
         for sample in samples {
             let b = Keyspace.block(ofMs: sample.timestampMs)
-            if var open = s.open {
-                if sample.timestampMs > open.maxTimeMs {
-                    if b == s.openBlock && open.count < options.maxSamplesPerChunk {
-                        open.append(sample)
-                        s.open = open
+            // The open chunk is mutated in place (`s.open!.append`), never copied out into a
+            // local: a second reference to its bytes would make every append copy the whole
+            // chunk (copy-on-write), turning the hot path quadratic in the chunk size.
+            if let maxTimeMs = s.open?.maxTimeMs {
+                if sample.timestampMs > maxTimeMs {
+                    if b == s.openBlock && s.open!.count < options.maxSamplesPerChunk {
+                        s.open!.append(sample)
                     } else {
                         closeOpen(s, &h, &out)
                         startOpen(s, sample, block: b, seq: seq, replaying: replaying, options: options, out: &out)
                     }
                     report.accepted += 1
-                } else if sample.timestampMs == open.maxTimeMs && sample.value.bitPattern == open.lastValueBits {
+                } else if sample.timestampMs == maxTimeMs && sample.value.bitPattern == s.open!.lastValueBits {
                     report.duplicates += 1
-                } else if sample.timestampMs >= open.minTimeMs && open.contains(sample) {
+                } else if sample.timestampMs >= s.open!.minTimeMs && s.open!.contains(sample) {
                     report.duplicates += 1
                 } else {
                     switch s.insertOutOfOrder(sample) {

@@ -179,7 +179,27 @@ public struct Labels: Sendable {
 }
 
 extension Labels: Hashable {
-    public static func == (a: Labels, b: Labels) -> Bool { a.bytes == b.bytes }
+    /// Word-at-a-time: every series lookup on the ingest path ends in one such comparison of
+    /// two ~200-byte label sets, and `Array.==` compares element by element.
+    public static func == (a: Labels, b: Labels) -> Bool {
+        let n = a.bytes.count
+        guard n == b.bytes.count else { return false }
+        return a.bytes.withUnsafeBytes { x in
+            b.bytes.withUnsafeBytes { y in
+                if x.baseAddress == y.baseAddress { return true }
+                var i = 0
+                while i + 8 <= n {
+                    if x.loadUnaligned(fromByteOffset: i, as: UInt64.self) != y.loadUnaligned(fromByteOffset: i, as: UInt64.self) { return false }
+                    i += 8
+                }
+                while i < n {
+                    if x[i] != y[i] { return false }
+                    i += 1
+                }
+                return true
+            }
+        }
+    }
     public func hash(into h: inout Hasher) {
         bytes.withUnsafeBytes { h.combine(bytes: $0) }
     }

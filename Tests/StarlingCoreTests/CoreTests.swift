@@ -38,6 +38,21 @@ import Testing
         #expect(composed.stableHash != decomposed.stableHash)
     }
 
+    @Test func equalityDiffersAtEveryByteOffset() {
+        // Lengths around the 8-byte words the comparison steps by; a difference in each byte.
+        for length in [1, 7, 8, 9, 15, 16, 17, 40] {
+            let value = String(repeating: "v", count: length)
+            let a = Labels(["n": value])
+            #expect(a == Labels(canonicalBytes: Array(a.bytes)))
+            for i in a.bytes.indices {
+                var other = a.bytes
+                other[i] ^= 0x01
+                #expect(a != Labels(canonicalBytes: other), "length \(length), byte \(i)")
+            }
+            #expect(a != Labels(["n": value + "v"]))
+        }
+    }
+
     @Test func validatesUntrustedBytes() throws {
         let good = Labels(["a": "1", "b": "2"])
         #expect(try Labels.validatingCanonicalBytes(good.bytes) == good)

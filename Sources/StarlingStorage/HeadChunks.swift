@@ -23,7 +23,8 @@ struct OpenChunk {
     /// The chunk as it is now (copy-on-write; cheap).
     func snapshot() -> EncodedChunk { appender.chunk }
 
-    /// The finished chunk in its smallest encoding.
+    /// The chunk in its smallest encoding (decimal when every value is and that is smaller), for
+    /// closing and for checkpoints; the open chunk itself is unchanged.
     func close() -> EncodedChunk { appender.closed() }
 
     /// Whether exactly this sample (timestamp and value bits) is in the chunk. Decodes the chunk:

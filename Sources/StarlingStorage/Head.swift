@@ -8,6 +8,8 @@ import StarlingCore
 final class HeadSeries: @unchecked Sendable {
     let id: SeriesID
     let labels: Labels
+    /// `labels.stableHash`, the key of `HeadState.byHash`.
+    let labelsHash: UInt64
     /// Whether the series record (`0x02`) is durable.
     var persisted: Bool
     /// Newest block whose postings are durable (`Int32.min` when none).
@@ -25,9 +27,10 @@ final class HeadSeries: @unchecked Sendable {
     /// Changed since the last checkpoint.
     var dirty = false
 
-    init(id: SeriesID, labels: Labels, persisted: Bool, lastIndexedBlock: Int32) {
+    init(id: SeriesID, labels: Labels, labelsHash: UInt64? = nil, persisted: Bool, lastIndexedBlock: Int32) {
         self.id = id
         self.labels = labels
+        self.labelsHash = labelsHash ?? labels.stableHash
         self.persisted = persisted
         self.lastIndexedBlock = lastIndexedBlock
     }
@@ -63,7 +66,15 @@ final class HeadSeries: @unchecked Sendable {
 
 /// Mutable in-memory state of the store, guarded by one lock in `TimeSeriesDB`.
 struct HeadState {
-    var byLabels: [Labels: HeadSeries] = [:]
+    /// Series by `Labels.stableHash` — the first registered of each hash; a different label set
+    /// with the same 64-bit hash (accidental or crafted) goes to `hashCollisions`, keyed by the
+    /// labels themselves (seeded SipHash), so colliding series cannot degrade the probing.
+    /// Keyed by the hash rather than the labels because every append looks up every series of
+    /// the batch: a `[Labels: …]` probe hashes ~200 bytes through `Hasher` and compares label
+    /// bytes of every occupied bucket it passes (a cache miss each), where this hashes with
+    /// XXH64 and compares labels once.
+    var byHash: [UInt64: HeadSeries] = [:]
+    var hashCollisions: [Labels: HeadSeries] = [:]
     var byID: [SeriesID: HeadSeries] = [:]
     /// Series that changed since the last checkpoint.
     var dirtySeries: [SeriesID: HeadSeries] = [:]
@@ -89,13 +100,21 @@ struct HeadState {
 
     var stats = StorageStatistics()
 
+    /// The series with exactly `labels` (whose `stableHash` is `hash`), if in memory.
+    @inline(__always)
+    func series(_ labels: Labels, hash: UInt64) -> HeadSeries? {
+        if let s = byHash[hash], s.labels == labels { return s }
+        return hashCollisions.isEmpty ? nil : hashCollisions[labels]
+    }
+
+    /// - Precondition: no series with `s.labels` is registered.
     mutating func register(_ s: HeadSeries) {
-        byLabels[s.labels] = s
+        if byHash[s.labelsHash] == nil { byHash[s.labelsHash] = s } else { hashCollisions[s.labels] = s }
         byID[s.id] = s
     }
 
     mutating func evict(_ s: HeadSeries) {
-        byLabels[s.labels] = nil
+        if byHash[s.labelsHash] === s { byHash[s.labelsHash] = nil } else { hashCollisions[s.labels] = nil }
         byID[s.id] = nil
         dirtySeries[s.id] = nil
     }

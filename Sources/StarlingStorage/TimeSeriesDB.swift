@@ -197,10 +197,11 @@ public final class TimeSeriesDB: Querier, Sendable {
                 if samples.isEmpty { continue }
 
                 let series: HeadSeries
-                if let s = h.byLabels[item.labels] {
+                let labelsHash = item.labels.stableHash
+                if let s = h.series(item.labels, hash: labelsHash) {
                     series = s
                 } else {
-                    switch try resolve(item.labels, &h) {
+                    switch try resolve(item.labels, hash: labelsHash, &h) {
                     case .series(let s, let created):
                         series = s
                         if created {
@@ -274,8 +275,8 @@ public final class TimeSeriesDB: Querier, Sendable {
 
     /// Finds or creates the series for `labels`: tries the preferred ID derived from the label
     /// hash and probes forward past IDs taken by other label sets (a 48-bit collision).
-    private func resolve(_ labels: Labels, _ h: inout HeadState) throws -> Resolution {
-        var id = options.shardLayout.preferredSeriesID(forHash: labels.stableHash)
+    private func resolve(_ labels: Labels, hash: UInt64, _ h: inout HeadState) throws -> Resolution {
+        var id = options.shardLayout.preferredSeriesID(forHash: hash)
         while true {
             if let s = h.byID[id] {
                 if s.labels == labels { return .series(s, created: false) }
@@ -284,7 +285,7 @@ public final class TimeSeriesDB: Querier, Sendable {
             }
             if let bytes = try store.get(Keyspace.seriesKey(id)) {
                 if bytes == labels.bytes {
-                    let s = HeadSeries(id: id, labels: labels, persisted: true,
+                    let s = HeadSeries(id: id, labels: labels, labelsHash: hash, persisted: true,
                                        lastIndexedBlock: try Self.readLastBlock(store, id))
                     h.register(s)
                     return .series(s, created: false)
@@ -298,7 +299,7 @@ public final class TimeSeriesDB: Querier, Sendable {
             var hasNUL = false
             labels.forEachRaw { n, v in if n.contains(0) || v.contains(0) { hasNUL = true } }
             if hasNUL { return .rejected(.invalidLabels, "label names and values must not contain NUL bytes") }
-            let s = HeadSeries(id: id, labels: labels, persisted: false, lastIndexedBlock: Int32.min)
+            let s = HeadSeries(id: id, labels: labels, labelsHash: hash, persisted: false, lastIndexedBlock: Int32.min)
             h.register(s)
             h.totalSeries += 1
             return .series(s, created: true)

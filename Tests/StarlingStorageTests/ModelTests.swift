@@ -141,3 +141,32 @@ enum ProcessInfoLite {
 #if canImport(Glibc)
 import Glibc
 #endif
+
+/// The head's series map keys on the 64-bit label hash; label sets sharing one must stay
+/// distinct through register, lookup and eviction in any order.
+@Suite struct HeadSeriesMapTests {
+    @Test func labelSetsWithTheSameHashStayDistinct() {
+        let hash: UInt64 = 42
+        let a = HeadSeries(id: SeriesID(rawValue: 1), labels: Labels(["__name__": "a"]), labelsHash: hash, persisted: true, lastIndexedBlock: 0)
+        let b = HeadSeries(id: SeriesID(rawValue: 2), labels: Labels(["__name__": "b"]), labelsHash: hash, persisted: true, lastIndexedBlock: 0)
+        let c = HeadSeries(id: SeriesID(rawValue: 3), labels: Labels(["__name__": "c"]), labelsHash: hash, persisted: true, lastIndexedBlock: 0)
+        var h = HeadState()
+        h.register(a)
+        h.register(b)
+        #expect(h.series(a.labels, hash: hash) === a)
+        #expect(h.series(b.labels, hash: hash) === b)
+        #expect(h.series(c.labels, hash: hash) == nil)
+        // Evicting the first registered leaves the collision reachable; a newcomer takes the slot.
+        h.evict(a)
+        #expect(h.series(a.labels, hash: hash) == nil)
+        #expect(h.series(b.labels, hash: hash) === b)
+        h.register(c)
+        #expect(h.series(c.labels, hash: hash) === c)
+        #expect(h.series(b.labels, hash: hash) === b)
+        h.evict(b)
+        #expect(h.series(b.labels, hash: hash) == nil)
+        #expect(h.series(c.labels, hash: hash) === c)
+        h.evict(c)
+        #expect(h.byHash.isEmpty && h.hashCollisions.isEmpty && h.byID.isEmpty)
+    }
+}

@@ -182,6 +182,23 @@ public actor GossipService: Service {
         subscribers.add(bufferLimit: 4_096)
     }
 
+    /// Whether this node is part of a cluster: it had no seeds to join, a join push-pull
+    /// succeeded, or other members reached it first (they joined through it).
+    public var hasJoined: Bool { !instance.isJoining || instance.liveCount > 1 }
+
+    /// Returns true once `hasJoined` holds; false if the service stopped or the calling task was
+    /// cancelled first. Join attempts are retried with backoff (`joinRetryInitialMs` …
+    /// `joinRetryMaxMs`) for as long as it takes. A join always changes the view (the seed's
+    /// members appear), so waking on membership changes is enough.
+    public nonisolated func waitUntilJoined() async -> Bool {
+        let changes = await subscribe()
+        if await hasJoined { return true }
+        for await _ in changes {
+            if await hasJoined { return true }
+        }
+        return false
+    }
+
     /// Sets this node's lifecycle state (joining → active → leaving) and disseminates it.
     public func setState(_ state: NodeState) {
         var m = instance.myself.metadata
@@ -475,6 +492,7 @@ public actor GossipService: Service {
     // MARK: Directives
 
     func execute(_ directives: [SWIMDirective]) {
+        var viewChanged = false
         for d in directives {
             switch d {
             case .send(let to, let datagram, _):
@@ -482,6 +500,7 @@ public actor GossipService: Service {
             case .pushPull(let to, let join, let frame):
                 jobsContinuation.yield(PushPullJob(to: to, join: join, frame: frame))
             case .memberChanged(let change):
+                viewChanged = true
                 log(change)
                 subscribers.yield(change)
             case .scheduleTick(let at):
@@ -495,12 +514,15 @@ public actor GossipService: Service {
         if s.duplicateNodeID > lastStats.duplicateNodeID {
             logger.error("another node uses this node's ID (copied data directory?)", metadata: ["id": "\(configuration.nodeID)"])
         }
-        if s != lastStats {
+        if s != lastStats || viewChanged || !metricsRecorded {
+            metricsRecorded = true
             metrics.record(from: lastStats, to: s, counts: instance.countsByStatus, health: instance.health)
             lastStats = s
         }
     }
 
+    /// Whether the gauges were set at least once (a lone node's stats may never change).
+    var metricsRecorded = false
     var addressCache: [GossipAddress: SocketAddress] = [:]
 
     func send(_ datagram: [UInt8], to: GossipAddress) {
@@ -566,7 +588,8 @@ public actor GossipService: Service {
             guard (try? SocketAddress(ipAddress: a.host, port: Int(a.port))) != nil else {
                 throw StartError.noAdvertiseAddress("advertise host \(a.host) is not an IP address")
             }
-            return a
+            // Port 0: the port actually bound (the advertised IP differs, the port does not).
+            return a.port == 0 ? GossipAddress(host: a.host, port: UInt16(boundPort)) : a
         }
         let host = c.bind.host
         if host != "0.0.0.0" && host != "::" && host != "" {
@@ -581,6 +604,9 @@ public actor GossipService: Service {
                 return GossipAddress(host: ip, port: UInt16(boundPort))
             }
         }
+        // A host with no network but loopback can still be a cluster of one (a laptop offline,
+        // a sandbox): nobody else could reach it anyway. With seeds it must be reachable.
+        if c.seeds.isEmpty { return GossipAddress(host: "127.0.0.1", port: UInt16(boundPort)) }
         throw StartError.noAdvertiseAddress("no non-loopback IPv4 interface; set an advertise address")
     }
 

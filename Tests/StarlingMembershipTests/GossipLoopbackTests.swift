@@ -187,15 +187,17 @@ import Testing
         rejects("gossip-profile", profile: "wan")
     }
 
-    @Test func memberViewsListTheLocalNode() async throws {
+    @Test func membersListTheLocalNode() async throws {
         var c = GossipConfiguration(nodeID: NodeID(high: 3, low: 4), name: "solo",
                                     metadata: NodeMetadata(httpAddress: "127.0.0.1:9090", zone: "a", state: .active))
         c.bind = GossipAddress(host: "127.0.0.1", port: 0)
         let s = try await GossipService.bind(c, logger: Logger(label: "t"))
-        let views = await s.memberViews()
-        #expect(views.count == 1)
-        #expect(views[0].isLocal && views[0].status == "alive" && views[0].state == "active" && views[0].zone == "a")
-        #expect(views[0].lastChangeMs > 1_700_000_000_000)
+        let members = await s.members()
+        #expect(members.count == 1)
+        #expect(members[0].id == NodeID(high: 3, low: 4) && members[0].status == .alive && members[0].metadata.state == .active)
+        #expect(members[0].metadata.zone == "a" && members[0].metadata.httpAddress == "127.0.0.1:9090")
+        #expect(await s.wallClockMs(ofInstanceMs: members[0].lastChangeMs) > 1_700_000_000_000)
+        #expect(await s.hasJoined)
         try await s.udp?.close()
         try await s.tcpServer.channel.close()
     }

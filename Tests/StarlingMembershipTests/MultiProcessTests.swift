@@ -3,13 +3,12 @@ import StarlingMembership
 import Synchronization
 import Testing
 
-/// Real processes on loopback: five `starling-gossip-node` processes (the real gossip shell; the
-/// `starling serve` wiring is not on main yet) form a cluster from one seed address; kill -9,
-/// SIGSTOP/SIGCONT, restart with the same node ID and SIGTERM are observed by the others.
-/// Every wait polls the processes' reported views; on failure every node's log is printed.
-///
-/// `STARLING_LOOPBACK_FIGURES=1` additionally measures detection times with the LAN profile at
-/// n = 3, 5, 10 and prints them (docs/membership.md).
+/// Real processes on loopback: five `starling-gossip-node` processes (the gossip shell alone,
+/// without storage or HTTP) form a cluster from one seed address; kill -9, SIGSTOP/SIGCONT,
+/// restart with the same node ID and SIGTERM are observed by the others. Every wait polls the
+/// processes' reported views; on failure every node's log is printed. The same scenario with
+/// real `starling serve` processes, observed through the HTTP API, and the loopback detection
+/// figures are in `StarlingIntegrationTests/ClusterMembershipTests`.
 @Suite(.serialized) struct MultiProcessTests {
     final class NodeProcess: @unchecked Sendable {
         let name: String
@@ -165,51 +164,5 @@ import Testing
         #expect(nodes[2].process.terminationStatus == 0, Self.logs(nodes))
         let sawDead = remaining.contains { n in n.state.withLock { s in s.events.contains { $0.line.contains(" dead p2 ") } } }
         #expect(!sawDead, Self.logs(nodes))
-    }
-
-    /// Loopback detection figures with the LAN profile (opt-in: it takes minutes).
-    @Test(.enabled(if: ProcessInfo.processInfo.environment["STARLING_LOOPBACK_FIGURES"] == "1"))
-    func loopbackDetectionFigures() async throws {
-        let runs = Int(ProcessInfo.processInfo.environment["STARLING_LOOPBACK_RUNS"] ?? "3") ?? 3
-        var lines: [String] = []
-        for n in [3, 5, 10] {
-            var suspectAll: [Double] = [], deadAll: [Double] = []
-            for _ in 0..<runs {
-                let nodes = try await Self.startCluster(n, profile: "lan")
-                defer { for x in nodes { x.stop() } }
-                #expect(await Self.eventually(60_000) { Self.formed(nodes) }, Self.logs(nodes))
-                // Let a few probe rounds pass, then kill the last node at a random phase.
-                try await Task.sleep(for: .milliseconds(3_000 + Int.random(in: 0..<1_000)))
-                let victim = nodes[n - 1]
-                let killedAt = ContinuousClock.now
-                victim.signal(SIGKILL)
-                let observers = Array(nodes[0..<(n - 1)])
-                var firstSuspect: [String: Double] = [:], dead: [String: Double] = [:]
-                let ok = await Self.eventually(120_000) {
-                    let t = Double((ContinuousClock.now - killedAt).components.attoseconds) / 1e18
-                        + Double((ContinuousClock.now - killedAt).components.seconds)
-                    for o in observers {
-                        let s = o.status(of: victim.name)
-                        if s == "suspect" || s == "dead", firstSuspect[o.name] == nil { firstSuspect[o.name] = t }
-                        if s == "dead", dead[o.name] == nil { dead[o.name] = t }
-                    }
-                    return dead.count == observers.count
-                }
-                #expect(ok, Self.logs(nodes))
-                if ok {
-                    suspectAll.append(firstSuspect.values.max()!)
-                    deadAll.append(dead.values.max()!)
-                }
-            }
-            func f(_ xs: [Double]) -> String {
-                let s = xs.sorted()
-                return s.isEmpty ? "-" : String(format: "%.1f s / %.1f s", s[s.count / 2], s.last!)
-            }
-            lines.append("| \(n) | \(f(suspectAll)) | \(f(deadAll)) |")
-        }
-        print("loopback detection (LAN profile, \(runs) runs, median / max; polled every 20 ms):")
-        print("| n | suspected by all | dead everywhere |")
-        print("| ---: | ---: | ---: |")
-        for l in lines { print(l) }
     }
 }

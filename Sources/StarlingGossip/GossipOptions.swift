@@ -1,41 +1,5 @@
 import StarlingMembership
 
-/// One member as `GET /api/v1/cluster/members` returns it. Built here so the HTTP route only
-/// serializes it (no membership logic at the edge).
-public struct MemberView: Codable, Sendable, Equatable {
-    public var id: String
-    public var name: String
-    /// Gossip `host:port`.
-    public var gossipAddress: String
-    public var httpAddress: String
-    public var peerAddress: String
-    public var zone: String
-    /// alive, suspect, dead, left.
-    public var status: String
-    /// joining, active, leaving.
-    public var state: String
-    public var incarnation: UInt64
-    public var version: String
-    /// Unix time (ms) of the last status, incarnation or metadata change seen by this node.
-    public var lastChangeMs: Int64
-    /// Whether this entry is the node answering.
-    public var isLocal: Bool
-}
-
-extension GossipService {
-    /// The member list for the cluster API, sorted by node ID.
-    public func memberViews() -> [MemberView] {
-        let localID = instance.myself.id
-        return instance.allMembers.map { m in
-            MemberView(id: m.id.description, name: m.name, gossipAddress: m.address.description,
-                       httpAddress: m.metadata.httpAddress, peerAddress: m.metadata.peerAddress, zone: m.metadata.zone,
-                       status: m.status.description, state: m.metadata.state.description, incarnation: m.incarnation,
-                       version: m.metadata.version, lastChangeMs: wallClockMs(ofInstanceMs: m.lastChangeMs),
-                       isLocal: m.id == localID)
-        }
-    }
-}
-
 extension GossipConfiguration {
     public enum OptionError: Error, Equatable, CustomStringConvertible {
         case invalid(option: String, value: String, rule: String)

@@ -17,7 +17,8 @@ final class TestNode: @unchecked Sendable {
         for (k, v) in environment { env[k] = v }
         process = NodeProcess(
             name: name,
-            arguments: ["serve", "--data-dir", dir, "--http", "127.0.0.1:0", "--node-name", name, "--log-level", "debug"] + extraArgs,
+            // Gossip on a free loopback port too: the default 9471 would collide between nodes.
+            arguments: ["serve", "--data-dir", dir, "--http", "127.0.0.1:0", "--gossip", "127.0.0.1:0", "--node-name", name, "--log-level", "debug"] + extraArgs,
             environment: env, dataDir: dir)
     }
 

@@ -7,8 +7,10 @@ import NIOPosix
 import Prometheus
 import ServiceLifecycle
 import StarlingCore
+import StarlingGossip
 import StarlingHTTP
 import StarlingIngest
+import StarlingMembership
 import Synchronization
 
 /// The composition root: builds every component of a node from a `NodeConfig` and runs them as
@@ -17,8 +19,13 @@ import Synchronization
 /// Start order (shutdown runs in reverse, each step waiting for the one before):
 /// 1. `StorageService` — opens RocksDB and replays the WAL; the node is not ready until it has.
 /// 2. `MaintenanceService` — periodic checkpoint/compaction/retention; stops before storage closes.
-/// 3. the Hummingbird application — on SIGTERM it stops accepting, finishes in-flight requests,
-///    and only then do maintenance and storage stop, the latter flushing and closing the store.
+/// 3. `GossipService` — SWIM membership (sockets bound before the group starts, so a busy port
+///    fails the start); on SIGTERM it announces `left` and waits for it to spread.
+/// 4. the Hummingbird application — on SIGTERM it stops accepting, finishes in-flight requests.
+/// 5. `NodeStateService` — announces `active` once storage, HTTP and the join are done; on
+///    SIGTERM, first of all, announces `leaving`.
+/// So SIGTERM runs: leaving → HTTP drains → gossip leaves (peers see `left`, not `dead`) →
+/// maintenance stops → storage flushes and closes.
 public struct StarlingNode: Sendable {
     public let config: NodeConfig
     public let logger: Logger
@@ -65,6 +72,13 @@ public struct StarlingNode: Sendable {
             throw NodeError.startup("cannot create data directory \(config.dataDir): \((error as NSError).localizedDescription)")
         }
 
+        var random = SystemRandomNumberGenerator()
+        let (nodeID, idOrigin) = try NodeIdentity.loadOrCreate(dataDir: config.dataDir, using: &random)
+        switch idOrigin {
+        case .existing: logger.info("node ID read from data directory", metadata: ["node_id": .string(nodeID.description)])
+        case .generated: logger.notice("new data directory: generated a node ID", metadata: ["node_id": .string(nodeID.description)])
+        }
+
         let (adminToken, origin) = try AdminTokenBootstrap.resolve(config)
         switch origin {
         case .configured: logger.info("bootstrap admin token taken from configuration (STARLING_ADMIN_TOKEN or auth.admin_token)")
@@ -78,7 +92,7 @@ public struct StarlingNode: Sendable {
         let pool = NIOThreadPool(numberOfThreads: max(2, System.coreCount))
         pool.start()
         do {
-            try await runServices(config: config, adminToken: adminToken, pool: pool)
+            try await runServices(config: config, nodeID: nodeID, adminToken: adminToken, pool: pool)
         } catch {
             try? await pool.shutdownGracefully()
             throw error
@@ -87,7 +101,7 @@ public struct StarlingNode: Sendable {
         logger.info("starling stopped")
     }
 
-    private func runServices(config: NodeConfig, adminToken: String, pool: NIOThreadPool) async throws {
+    private func runServices(config: NodeConfig, nodeID: NodeID, adminToken: String, pool: NIOThreadPool) async throws {
         let logger = self.logger
         let metrics = StarlingMetrics(registry: NodeMetricsBootstrap.registry)
         NodeMetricsBootstrap.buildInfo(metrics)
@@ -99,6 +113,22 @@ public struct StarlingNode: Sendable {
         let storage = StorageService(config: config, metrics: metrics, readiness: readiness, authority: authority, executor: executor, logger: logger, nowMs: Self.wallClockMs)
         let maintenance = MaintenanceService(storage: storage, interval: config.maintenanceInterval, metrics: metrics, executor: executor, logger: logger, nowMs: Self.wallClockMs)
 
+        var gossipConfig = try NodeMembership.gossipConfiguration(config, nodeID: nodeID)
+        let gossip: GossipService
+        do {
+            gossip = try await GossipService.bind(gossipConfig, logger: logger)
+        } catch {
+            throw NodeError.startup("\(error) (cluster.gossip \(config.gossipListen); set --gossip to another port, or cluster.advertise)")
+        }
+        let advertiseHost = gossip.advertisedAddress.host
+        gossipConfig.metadata.peerAddress = NodeMembership.announced(config.peerListen, advertiseHost: advertiseHost)
+        if config.httpListen.port != 0 {
+            gossipConfig.metadata.httpAddress = NodeMembership.announced(config.httpListen, advertiseHost: advertiseHost)
+        }
+        await gossip.updateMetadata(gossipConfig.metadata)
+        let (httpBound, httpBoundContinuation) = AsyncStream<String>.makeStream(bufferingPolicy: .bufferingNewest(1))
+        let nodeState = NodeStateService(gossip: gossip, storage: storage, httpBound: httpBound, logger: logger)
+
         let features: [RouteCollection<StarlingRequestContext>] = [
             HealthRoutes(readiness: readiness, metrics: metrics, beforeScrape: { await storage.refreshGauges() }).routes(),
             AdminRoutes(authority: authority, metrics: metrics, executor: executor, nowMs: Self.wallClockMs).routes(),
@@ -106,6 +136,7 @@ public struct StarlingNode: Sendable {
             ReadRoutes(querier: { try storage.database() }, metrics: metrics, executor: executor).routes(),
             ExportRoutes(querier: { try storage.database() }, metrics: metrics, executor: executor).routes(),
             IngestRoutes(settings: Self.ingestSettings(config), database: { try storage.database() }, metrics: metrics, executor: executor, nowMs: Self.wallClockMs).routes(),
+            ClusterRoutes(source: GossipMembershipSource(gossip: gossip), metrics: metrics).routes(),
         ]
         let router = StarlingRouter.make(authority: authority, metrics: metrics, features: features)
 
@@ -116,6 +147,8 @@ public struct StarlingNode: Sendable {
             onServerRunning: { channel in
                 let addr = channel.localAddress
                 logger.info("http server listening", metadata: ["address": .string(addr.map { "\($0.ipAddress ?? listen.host):\($0.port ?? listen.port)" } ?? listen.description)])
+                httpBoundContinuation.yield(NodeMembership.announced(listen, port: addr?.port, advertiseHost: advertiseHost))
+                httpBoundContinuation.finish()
             },
             logger: logger
         )
@@ -124,7 +157,9 @@ public struct StarlingNode: Sendable {
             services: [
                 .init(service: storage, serviceName: "storage"),
                 .init(service: maintenance, serviceName: "maintenance"),
+                .init(service: gossip, serviceName: "gossip"),
                 .init(service: app, serviceName: "http"),
+                .init(service: nodeState, serviceName: "node-state"),
             ],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)
@@ -157,6 +192,8 @@ public enum NodeMetricsBootstrap {
         }
         guard first else { return }
         var factory = PrometheusMetricsFactory(registry: registry)
+        // Gossip datagrams are bounded by the 1,400-byte payload budget (65,507 accepted).
+        factory.valueHistogramBuckets["starling_gossip_datagram_bytes"] = [64, 128, 256, 512, 768, 1_024, 1_400, 4_096, 16_384, 65_507]
         // swift-metrics labels use dots ("http.server.x"); Prometheus names may not.
         factory.nameAndLabelSanitizer = { name, labels in
             (NodeMetricsBootstrap.sanitize(name), labels.map { (NodeMetricsBootstrap.sanitize($0.0), $0.1) })

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import StarlingCore
+import StarlingMembership
 
 /// Where a configuration value came from; named in every error so the user knows what to fix.
 public enum ConfigSource: Sendable, Equatable, CustomStringConvertible {
@@ -141,6 +142,14 @@ private func labelMap(_ path: any WritableKeyPath<NodeConfig, [String: String]> 
     }
 }
 
+/// Whether `host` is an IPv4 or IPv6 literal (advertised addresses must be: peers send
+/// datagrams to them without resolving names).
+func isIPLiteral(_ host: String) -> Bool {
+    var v4 = in_addr()
+    var v6 = in6_addr()
+    return inet_pton(AF_INET, host, &v4) == 1 || inet_pton(AF_INET6, host, &v6) == 1
+}
+
 private func showMap(_ m: [String: String]) -> ConfigValue { .map(m) }
 
 extension ConfigKey {
@@ -158,10 +167,10 @@ extension ConfigKey {
                   },
                   show: { .scalar($0.nodeName) }),
         ConfigKey("node.zone", env: "STARLING_ZONE", flag: "--zone", default: "\"\" (no zone)",
-                  "Failure domain (rack, availability zone); replicas of a shard are spread across zones.",
+                  "Failure domain (rack, availability zone), announced to the cluster in this node's metadata; replicas of a shard are spread across zones.",
                   apply: string(\.zone), show: { .scalar($0.zone) }),
         ConfigKey("node.data_dir", env: "STARLING_DATA_DIR", flag: "--data-dir", default: "./starling-data",
-                  "Directory holding this node's RocksDB data and the generated admin token. Created if missing.",
+                  "Directory holding this node's RocksDB data, its node ID (file node-id, created on first start) and the generated admin token. Created if missing. A fresh directory is a new cluster member.",
                   apply: { (c, v, s, k) throws(ConfigError) in
                       let t = try scalar(v, k, s, "a directory path")
                       guard !t.isEmpty else { throw ConfigError.invalid(k, s, v, "a non-empty directory path") }
@@ -180,10 +189,21 @@ extension ConfigKey {
                   apply: byteSize(\.maxBodyBytes, min: 1024), show: { .scalar(ConfigSyntax.formatBytes($0.maxBodyBytes)) }),
 
         ConfigKey("cluster.gossip", env: "STARLING_GOSSIP", flag: "--gossip", default: "0.0.0.0:9471",
-                  "Gossip (SWIM) listen address. Reserved: validated now, used once clustering lands.",
+                  "Gossip (SWIM membership) listen address, UDP and TCP on the same port. Port 0 picks a free port, logged at start.",
                   apply: hostPort(\.gossipListen), show: { .scalar($0.gossipListen.description) }),
+        ConfigKey("cluster.advertise", default: "the listen address; for a wildcard, the first non-loopback IPv4",
+                  "Gossip address peers reach this node at (IP:PORT; port 0 = the bound port). Set it in containers whose wildcard interface is not the one peers route to. Also the host announced for the HTTP and peer-RPC addresses when those listen on a wildcard.",
+                  apply: { (c, v, s, k) throws(ConfigError) in
+                      let t = try scalar(v, k, s, "IP:PORT").trimmingCharacters(in: .whitespaces)
+                      if t.isEmpty { c.gossipAdvertise = nil; return }
+                      guard let hp = HostPort(parsing: t), isIPLiteral(hp.host), hp.host != "0.0.0.0", hp.host != "::" else {
+                          throw ConfigError.invalid(k, s, v, "IP:PORT with a non-wildcard IP address (e.g. 10.0.0.5:9471, [fd00::5]:9471)")
+                      }
+                      c.gossipAdvertise = hp
+                  },
+                  show: { $0.gossipAdvertise.map { .scalar($0.description) } }),
         ConfigKey("cluster.join", env: "STARLING_JOIN", flag: "--join", default: "[] (start a new cluster)",
-                  "Gossip addresses of peers to join at start (list, or HOST:PORT,HOST:PORT). Reserved: validated now, used once clustering lands.",
+                  "Gossip addresses of peers to join at start (list, or HOST:PORT,HOST:PORT). Host names are re-resolved on every attempt and every address is tried (Compose service names, Kubernetes headless services); attempts are retried with backoff until one succeeds.",
                   apply: { (c, v, s, k) throws(ConfigError) in
                       let items: [String]
                       switch v {
@@ -201,6 +221,52 @@ extension ConfigKey {
                       c.join = out
                   },
                   show: { .list($0.join.map(\.description)) }),
+        ConfigKey("cluster.id", default: "starling",
+                  "Cluster name (1 to 128 bytes). Gossip from another cluster is dropped, so clusters whose seed lists overlap never merge.",
+                  apply: { (c, v, s, k) throws(ConfigError) in
+                      let t = try scalar(v, k, s, "a name").trimmingCharacters(in: .whitespaces)
+                      guard !t.isEmpty, t.utf8.count <= 128 else { throw ConfigError.invalid(k, s, v, "1 to 128 bytes") }
+                      c.clusterID = t
+                  },
+                  show: { .scalar($0.clusterID) }),
+        ConfigKey("cluster.keys", default: "[] (plaintext gossip)", secret: true,
+                  "Gossip encryption keyring (list, or KEY,KEY): base64 keys of 16, 24 or 32 bytes for AES-GCM. The first seals, all open, so keys rotate without downtime. Every node needs a key the others seal with.",
+                  apply: { (c, v, s, k) throws(ConfigError) in
+                      let items: [String]
+                      switch v {
+                      case .list(let l): items = l
+                      case .scalar(let t): items = t.split(separator: ",").map { String($0) }
+                      case .map: throw ConfigError.invalid(k, s, v, "a list of base64 keys")
+                      }
+                      let keys = items.map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+                      do {
+                          _ = try Keyring(base64Keys: keys)
+                      } catch {
+                          throw ConfigError("invalid key in cluster.keys (from \(s)): \(error)")
+                      }
+                      c.clusterKeys = keys
+                  },
+                  show: { $0.clusterKeys.isEmpty ? nil : .list($0.clusterKeys.map { _ in "<redacted>" }) }),
+        ConfigKey("cluster.keys_file", default: "unset",
+                  "File of gossip keys, one base64 key per line (# starts a comment), read at start and appended after cluster.keys. Keeps keys out of the config file and environment.",
+                  apply: { (c, v, s, k) throws(ConfigError) in
+                      let t = try scalar(v, k, s, "a file path").trimmingCharacters(in: .whitespaces)
+                      c.clusterKeysFile = t.isEmpty ? nil : t
+                  },
+                  show: { $0.clusterKeysFile.map { .scalar($0) } }),
+        ConfigKey("cluster.profile", default: "lan",
+                  "Membership timing: lan (1s probes, 500ms probe timeout, 3 indirect probes, 4s minimum suspicion at up to 10 nodes, 30s push-pull) or local-test (200ms probes; processes on one machine only).",
+                  apply: { (c, v, s, k) throws(ConfigError) in
+                      let t = try scalar(v, k, s, "a profile").trimmingCharacters(in: .whitespaces)
+                      guard SWIMSettings.profile(named: t) != nil else {
+                          throw ConfigError.invalid(k, s, v, "one of \(SWIMSettings.profileNames.joined(separator: ", "))")
+                      }
+                      c.clusterProfile = t
+                  },
+                  show: { .scalar($0.clusterProfile) }),
+        ConfigKey("cluster.peer_listen", default: "0.0.0.0:9472",
+                  "Peer-RPC (replication, query fan-out) address, announced to the cluster in this node's metadata. Reserved: announced now, listened on once the cluster data path lands.",
+                  apply: hostPort(\.peerListen), show: { .scalar($0.peerListen.description) }),
         ConfigKey("cluster.replication_factor", env: "STARLING_REPLICATION_FACTOR", flag: "--replication-factor", default: "3",
                   "Replicas per shard, capped at the cluster size (a single node keeps one copy). Reserved until clustering lands.",
                   apply: positiveInt(\.replicationFactor, 1...16), show: { .scalar(String($0.replicationFactor)) }),

@@ -32,11 +32,36 @@ public struct NodeConfig: Sendable, Equatable {
     /// lines ~1 MiB; the bound keeps a misbehaving client from exhausting memory.
     public var maxBodyBytes: Int = 32 << 20
 
-    // MARK: cluster (parsed and validated now; used when clustering lands)
-    /// Gossip (SWIM, UDP and TCP) listen address. Default `0.0.0.0:9471`.
+    // MARK: cluster
+    /// Gossip (SWIM) listen address: UDP for the protocol and TCP for push-pull, on the same port
+    /// number. Default `0.0.0.0:9471`. Port 0 picks a free port (tests), logged at start.
     public var gossipListen = HostPort(host: "0.0.0.0", port: 9471)
-    /// Seed peers' gossip addresses to join at start. Empty: start a new cluster.
+    /// The gossip address other members reach this node at. Nil (default): the listen address,
+    /// or, when that is a wildcard, the first non-loopback IPv4 address of the host (loopback if
+    /// the host has none and there is nothing to join). Port 0 means "the bound gossip port".
+    /// Set it in containers whose wildcard-bound interface is not the one peers route to.
+    public var gossipAdvertise: HostPort? = nil
+    /// Seed peers' gossip addresses to join at start; names are resolved on every attempt (all
+    /// A/AAAA records are tried, for Compose service names and Kubernetes headless services) and
+    /// attempts are retried with backoff until one succeeds. Empty: start a new cluster.
     public var join: [HostPort] = []
+    /// Cluster name; nodes drop gossip from another cluster, so two clusters whose seed lists
+    /// overlap never merge. Default `starling`.
+    public var clusterID: String = "starling"
+    /// Gossip encryption keys (base64 of 16, 24 or 32 bytes; AES-GCM). The first is used to seal,
+    /// all are tried to open, which is what lets keys rotate without downtime. Empty (default):
+    /// plaintext gossip, for trusted networks only.
+    public var clusterKeys: [String] = []
+    /// A file with more keys, one base64 key per line (`#` comments); read at start and appended
+    /// after `clusterKeys`. Nil: none. Lets the keyring live outside the config and environment.
+    public var clusterKeysFile: String? = nil
+    /// Membership timing profile: `lan` (default; 1 s probes, 500 ms probe timeout, 4 s minimum
+    /// suspicion at n ≤ 10) or `local-test` (200 ms probes; processes on one machine only).
+    public var clusterProfile: String = "lan"
+    /// Peer-RPC listen address, disseminated in the node's metadata so peers know where to send
+    /// replication and fan-out traffic. Reserved for the cluster data path: announced now, not yet
+    /// listened on. Default `0.0.0.0:9472`.
+    public var peerListen = HostPort(host: "0.0.0.0", port: 9472)
     /// Replicas per shard, capped at the cluster size. Default 3 (survives one node down at QUORUM).
     public var replicationFactor: Int = 3
 

@@ -66,6 +66,10 @@ import Testing
         return try #require(NodeProcess.logfmtValue("advertise", in: line), "no advertise in \(line)")
     }
 
+    /// Gossip keyring shared by the test cluster, passed as `STARLING_CLUSTER_KEYS` (the
+    /// environment path operators use for secrets).
+    static let clusterKey = Data((0..<32).map { UInt8($0 * 7 & 0xff) }).base64EncodedString()
+
     static func startCluster(_ names: [String], profile: String, zones: Bool = true) async throws -> (nodes: [TestNode], seed: String) {
         var nodes: [TestNode] = []
         var seed = ""
@@ -73,7 +77,7 @@ import Testing
             var args = ["--set", "cluster.profile=\(profile)"]
             if zones { args += ["--zone", "z\(i % 2)"] }
             if i > 0 { args += ["--join", seed] }
-            let node = TestNode(name: name, extraArgs: args)
+            let node = TestNode(name: name, extraArgs: args, environment: ["STARLING_CLUSTER_KEYS": clusterKey])
             nodes.append(node)
             let offset = node.process.logOffset
             try await node.start()
@@ -89,6 +93,10 @@ import Testing
         do {
             let started = try await Self.startCluster(names, profile: "local-test")
             nodes = started.nodes
+            for n in nodes {
+                let line = try await n.process.waitForLog(["gossip started"])
+                try #require(NodeProcess.logfmtValue("encrypted", in: line) == "true", "\(line)")
+            }
 
             // Formed from one seed: every node sees all five alive and active, with the
             // metadata each announced (HTTP address, zone, version).

@@ -82,6 +82,18 @@ private func string(_ path: any WritableKeyPath<NodeConfig, String> & Sendable) 
     { (c: inout NodeConfig, v: ConfigValue, s: ConfigSource, k: ConfigKey) throws(ConfigError) in c[keyPath: path] = try scalar(v, k, s, "a string") }
 }
 
+/// A list value's non-empty items, trimmed: a YAML list, or one comma-separated string
+/// (environment variables and flags).
+private func listItems(_ v: ConfigValue, _ k: ConfigKey, _ s: ConfigSource, _ expected: String) throws(ConfigError) -> [String] {
+    let items: [String]
+    switch v {
+    case .list(let l): items = l
+    case .scalar(let t): items = t.split(separator: ",").map { String($0) }
+    case .map: throw ConfigError.invalid(k, s, v, expected)
+    }
+    return items.map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+}
+
 private func positiveInt(_ path: any WritableKeyPath<NodeConfig, Int> & Sendable, _ range: ClosedRange<Int>) -> @Sendable (inout NodeConfig, ConfigValue, ConfigSource, ConfigKey) throws(ConfigError) -> Void {
     { (c: inout NodeConfig, v: ConfigValue, s: ConfigSource, k: ConfigKey) throws(ConfigError) in
         let t = try scalar(v, k, s, "an integer in \(range.lowerBound)...\(range.upperBound)")
@@ -205,14 +217,8 @@ extension ConfigKey {
         ConfigKey("cluster.join", env: "STARLING_JOIN", flag: "--join", default: "[] (start a new cluster)",
                   "Gossip addresses of peers to join at start (list, or HOST:PORT,HOST:PORT). Host names are re-resolved on every attempt and every address is tried (Compose service names, Kubernetes headless services); attempts are retried with backoff until one succeeds.",
                   apply: { (c, v, s, k) throws(ConfigError) in
-                      let items: [String]
-                      switch v {
-                      case .list(let l): items = l
-                      case .scalar(let t): items = t.split(separator: ",").map { String($0) }
-                      case .map: throw ConfigError.invalid(k, s, v, "a list of HOST:PORT")
-                      }
                       var out: [HostPort] = []
-                      for i in items where !i.trimmingCharacters(in: .whitespaces).isEmpty {
+                      for i in try listItems(v, k, s, "a list of HOST:PORT") {
                           guard let hp = HostPort(parsing: i), hp.port != 0 else {
                               throw ConfigError("invalid peer address \"\(i)\" in cluster.join (from \(s)): expected HOST:PORT with a non-zero port")
                           }
@@ -232,13 +238,7 @@ extension ConfigKey {
         ConfigKey("cluster.keys", default: "[] (plaintext gossip)", secret: true,
                   "Gossip encryption keyring (list, or KEY,KEY): base64 keys of 16, 24 or 32 bytes for AES-GCM. The first seals, all open, so keys rotate without downtime. Every node needs a key the others seal with.",
                   apply: { (c, v, s, k) throws(ConfigError) in
-                      let items: [String]
-                      switch v {
-                      case .list(let l): items = l
-                      case .scalar(let t): items = t.split(separator: ",").map { String($0) }
-                      case .map: throw ConfigError.invalid(k, s, v, "a list of base64 keys")
-                      }
-                      let keys = items.map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+                      let keys = try listItems(v, k, s, "a list of base64 keys")
                       do {
                           _ = try Keyring(base64Keys: keys)
                       } catch {

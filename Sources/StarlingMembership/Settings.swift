@@ -37,7 +37,7 @@ public enum Limits {
 ///     timeout(c) = max(minimum, maximum − (maximum − minimum) × log(c + 1) / log(k + 1))
 ///     k = suspicionMultiplier − 2 expected confirmations (0 when fewer than k other members)
 ///
-/// See docs/membership.md for the derivation and measured figures.
+/// See docs/membership.md for the derivation and docs/benchmarks.md for measured figures.
 public struct SWIMSettings: Sendable, Equatable {
     /// Time between probes of successive members (randomized round robin). Lower detects faster
     /// at the cost of more traffic (one ping + ack per node per interval). Default 1,000 ms.

@@ -1,6 +1,6 @@
 import StarlingMembership
 
-/// The experiments behind the figures in docs/membership.md. Each is a pure function of its
+/// The experiments behind the figures in docs/benchmarks.md ("Membership"). Each is a pure function of its
 /// inputs (including the seed), so the published numbers can be reproduced exactly with
 /// `swift run -c release starling-swim-sim …`.
 public enum Figures {

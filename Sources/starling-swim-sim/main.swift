@@ -1,7 +1,7 @@
 import StarlingMembership
 import StarlingMembershipSim
 
-// Figures for docs/membership.md from the deterministic simulator. Every number is a pure
+// Figures for docs/benchmarks.md ("Membership") from the deterministic simulator. Every number is a pure
 // function of the arguments: rerun the printed command to get the same table.
 //
 //   starling-swim-sim detection [--nodes 5,10,100,1000] [--runs 10] [--profile lan] [--seed 1]

@@ -153,7 +153,7 @@ import Testing
     }
 
     /// The false-positive goal at CI scale: 50 nodes, 10% loss, LAN profile, 2 simulated
-    /// minutes (the 10-minute figure is in docs/membership.md; `STARLING_SIM_LONG=1` runs it).
+    /// minutes (the 10-minute figure is in docs/benchmarks.md; `STARLING_SIM_LONG=1` runs it).
     @Test func noFalseDeathsUnderTenPercentLoss() {
         let minutes: Int64 = SimulationSeeds.isLong ? 10 : 2
         for seed in SimulationSeeds.seeds(ci: [71], long: 3) {

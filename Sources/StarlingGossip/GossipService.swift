@@ -390,6 +390,12 @@ public actor GossipService: Service {
         let addresses: [SocketAddress]
         do {
             addresses = try await resolve(job.to)
+        } catch PushPullError.onlySelf {
+            // The name resolves to this node alone (Compose's first service, a headless
+            // service listing only this pod): tell the state machine, which may start a
+            // cluster of one instead of joining forever.
+            await pushPullReachedSelf(job)
+            return
         } catch {
             logger.debug("cannot resolve push-pull peer", metadata: ["peer": "\(job.to)", "error": "\(error)"])
             await pushPullFailed(job)
@@ -412,15 +418,39 @@ public actor GossipService: Service {
         let wasJoining = instance.isJoining
         execute(instance.onPushPullResponse(reply, from: from, join: job.join, nowMs: Self.monotonicMs()))
         if job.join && wasJoining && !instance.isJoining {
-            logger.info("joined the cluster", metadata: ["via": "\(from)", "members": "\(instance.liveCount)"])
+            if instance.liveCount > 1 {
+                logger.info("joined the cluster", metadata: ["via": "\(from)", "members": "\(instance.liveCount)"])
+            } else {
+                logStartedAlone()
+            }
         }
     }
 
+    /// A join ended with only this node reachable. Said once at notice level; while alone the
+    /// node keeps retrying its seeds, and each later round is only worth a debug line.
+    func logStartedAlone() {
+        let seeds = configuration.seeds.map(\.description).joined(separator: ",")
+        if instance.stats.joinsEndedAlone <= 1 {
+            logger.notice("the seeds reach only this node: starting a new cluster; the seeds stay polled with backoff, so peers that start later merge",
+                          metadata: ["seeds": "\(seeds)"])
+        } else {
+            logger.debug("still alone: the seeds reach only this node", metadata: ["seeds": "\(seeds)", "rounds": "\(instance.stats.joinsEndedAlone)"])
+        }
+    }
+
+    func pushPullReachedSelf(_ job: PushPullJob) {
+        let wasJoining = instance.isJoining
+        execute(instance.onPushPullReachedSelf(to: job.to, join: job.join, nowMs: Self.monotonicMs()))
+        if job.join && wasJoining && !instance.isJoining { logStartedAlone() }
+    }
+
     func pushPullFailed(_ job: PushPullJob) {
+        let wasJoining = instance.isJoining
         if job.join {
             logger.warning("join attempt through seed failed", metadata: ["seed": "\(job.to)"])
         }
         execute(instance.onPushPullFailed(to: job.to, join: job.join, nowMs: Self.monotonicMs()))
+        if job.join && wasJoining && !instance.isJoining { logStartedAlone() }
     }
 
     nonisolated func exchange(_ frame: [UInt8], with address: SocketAddress) async throws -> [UInt8] {
@@ -442,7 +472,7 @@ public actor GossipService: Service {
         }
     }
 
-    enum PushPullError: Error { case closedWithoutReply, timedOut, noAddress }
+    enum PushPullError: Error { case closedWithoutReply, timedOut, noAddress, onlySelf }
 
     /// All addresses of `peer` (a literal, or every A/AAAA record of a name), minus this node's
     /// own address, at most `maxAddressesPerSeed`, in random order.
@@ -454,7 +484,7 @@ public actor GossipService: Service {
         var out = all.filter { !($0.ipAddress == own.host && $0.port == Int(own.port)) }
         out.shuffle()
         if out.count > configuration.maxAddressesPerSeed { out.removeLast(out.count - configuration.maxAddressesPerSeed) }
-        guard !out.isEmpty else { throw PushPullError.noAddress }
+        guard !out.isEmpty else { throw all.isEmpty ? PushPullError.noAddress : PushPullError.onlySelf }
         return out
     }
 

@@ -103,7 +103,15 @@ public struct SWIMInstance<Random: SeededRandom>: Sendable {
         var attempt = 0
         var pending = 0
         var nextAttemptAtMs: Int64
+        /// A seed of the current attempt answered with this node's own ID: the seed list
+        /// (a Compose service name, a Kubernetes headless service) includes this node.
+        var reachedSelf = false
     }
+
+    /// Join attempts made by the last join that ended with only this node reachable. The
+    /// "alone: back to the seeds" retry continues its backoff from there instead of polling the
+    /// seeds every `joinRetryInitialMs`.
+    var aloneJoinAttempts = 0
 
     /// - Parameters:
     ///   - id: this node's stable ID (persisted by the node in its data directory).
@@ -339,7 +347,7 @@ public struct SWIMInstance<Random: SeededRandom>: Sendable {
 
         // Alone after having had peers (or never reached anyone): go back to the seeds.
         if join == nil && !isLeaving && !seeds.isEmpty && liveCount <= 1 {
-            join = JoinState(nextAttemptAtMs: nowMs + settings.joinRetryInitialMs)
+            join = JoinState(attempt: aloneJoinAttempts, nextAttemptAtMs: nowMs + joinBackoffMs(attempt: aloneJoinAttempts + 1))
         }
         return finish(nowMs: nowMs, &out)
     }
@@ -394,15 +402,25 @@ public struct SWIMInstance<Random: SeededRandom>: Sendable {
             return pushPullFailed(join: isJoin, nowMs: nowMs, &out)
         }
         if state.sender == myself.id {
-            // A seed list that includes this node's own address: not a join.
-            return pushPullFailed(join: isJoin, nowMs: nowMs, &out)
+            return onPushPullReachedSelf(to: from, join: isJoin, nowMs: nowMs)
         }
         stats.pushPullsCompleted += 1
         merge(state, nowMs: nowMs, &out)
         if isJoin, join != nil {
             join = nil
+            aloneJoinAttempts = 0
         }
         return finish(nowMs: nowMs, &out)
+    }
+
+    /// A `pushPull` directive reached this node itself: the seed's name resolves to this node's
+    /// own address (the shell skips it), or the answer carries this node's ID. Not a join, but
+    /// if no other seed answers either, this node is the first of its cluster (see
+    /// `pushPullFailed`).
+    public mutating func onPushPullReachedSelf(to: GossipAddress, join isJoin: Bool, nowMs: Int64) -> [SWIMDirective] {
+        var out: [SWIMDirective] = []
+        if isJoin { join?.reachedSelf = true }
+        return pushPullFailed(join: isJoin, nowMs: nowMs, &out)
     }
 
     /// A `pushPull` directive could not be carried out (connect, timeout, resolve, I/O).
@@ -770,6 +788,7 @@ public struct SWIMInstance<Random: SeededRandom>: Sendable {
         guard var j = join else { return }
         j.attempt += 1
         j.pending = seeds.count
+        j.reachedSelf = false
         join = j
         stats.joinAttempts += 1
         let frame = sealedState(join: true, isResponse: false)
@@ -783,16 +802,31 @@ public struct SWIMInstance<Random: SeededRandom>: Sendable {
         stats.pushPullsFailed += 1
         if isJoin, var j = join {
             j.pending = max(0, j.pending - 1)
+            if j.pending == 0 && j.reachedSelf && liveOthers == 0 {
+                // Every seed was this node or unreachable: it is the first node of its cluster
+                // (the seed-0 of a Compose file or a StatefulSet that lists itself). Stop
+                // joining; being alone, it keeps going back to the seeds with backoff, so a
+                // peer that was merely not up yet is found and the clusters merge.
+                stats.joinsEndedAlone += 1
+                aloneJoinAttempts = j.attempt
+                join = nil
+                return finish(nowMs: nowMs, &out)
+            }
             if j.pending == 0 {
-                // Exponential backoff with ±20% jitter, capped.
-                let shift = min(j.attempt - 1, 20)
-                let base = min(settings.joinRetryMaxMs, settings.joinRetryInitialMs << Int64(shift))
-                let jitter = (random.unitDouble() * 0.4 - 0.2) * Double(base)
-                j.nextAttemptAtMs = nowMs + max(1, base + Int64(jitter))
+                j.nextAttemptAtMs = nowMs + joinBackoffMs(attempt: j.attempt)
             }
             join = j
         }
         return finish(nowMs: nowMs, &out)
+    }
+
+    /// Delay before join attempt `attempt + 1`: exponential from `joinRetryInitialMs`, capped at
+    /// `joinRetryMaxMs`, with ±20% jitter so nodes started together do not retry in lockstep.
+    mutating func joinBackoffMs(attempt: Int) -> Int64 {
+        let shift = min(max(attempt - 1, 0), 20)
+        let base = min(settings.joinRetryMaxMs, settings.joinRetryInitialMs << Int64(shift))
+        let jitter = (random.unitDouble() * 0.4 - 0.2) * Double(base)
+        return max(1, base + Int64(jitter))
     }
 
     // MARK: Sending

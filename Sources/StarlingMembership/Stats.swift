@@ -54,6 +54,9 @@ public struct SWIMStats: Sendable, Equatable {
     public var pushPullsServed: UInt64 = 0
     public var pushPullsRejected: UInt64 = 0
     public var joinAttempts: UInt64 = 0
+    /// Joins that ended with every seed being this node or unreachable: the node started a
+    /// cluster of its own (first node of a Compose file or StatefulSet).
+    public var joinsEndedAlone: UInt64 = 0
 
     public init() {}
 }

@@ -272,6 +272,51 @@ import Testing
         #expect(a.stats.largestDatagramSent > 1_000, "packets are filled")
     }
 
+    /// Compose and Kubernetes give every node the same seed list, the first node included: a
+    /// node whose seeds answer only with its own ID starts a cluster of its own (it must not
+    /// stay `joining` forever), keeps polling the seeds with backoff while alone, and merges
+    /// with a peer that comes up later behind the same seed name.
+    @Test func seedListOfOnlyItselfStartsAClusterThenMergesLater() throws {
+        var a = Self.make(1, settings: .localTest)
+        var b = Self.make(2, settings: .localTest)
+        let service = GossipAddress(host: "starling", port: 7946)  // resolves to a (and later b)
+        var d = a.join(seeds: [service], nowMs: 0)
+        #expect(a.isJoining)
+        var frames = d.compactMap { if case .pushPull(_, true, let f) = $0 { f } else { nil } }
+        try #require(frames.count == 1)
+        // The seed name resolved to a itself: a answers its own push-pull.
+        var (reply, _) = a.onPushPullRequest(frames[0], from: a.myself.address, nowMs: 1)
+        d = a.onPushPullResponse(reply!, from: service, join: true, nowMs: 2)
+        #expect(!a.isJoining, "a cluster of one, not joining forever")
+        #expect(a.stats.joinsEndedAlone == 1)
+
+        // Alone, it goes back to the seed, with backoff rather than every tick.
+        var now: Int64 = 2
+        var retries: [Int64] = []
+        for _ in 0..<5_000 where retries.count < 2 {
+            now = Self.nextTick(d)
+            d = a.onTick(nowMs: now)
+            frames = d.compactMap { if case .pushPull(_, true, let f) = $0 { f } else { nil } }
+            if let f = frames.first {
+                retries.append(now)
+                if retries.count == 1 {
+                    // Still only itself behind the name.
+                    (reply, _) = a.onPushPullRequest(f, from: a.myself.address, nowMs: now)
+                    d = a.onPushPullResponse(reply!, from: service, join: true, nowMs: now + 1)
+                    #expect(!a.isJoining)
+                } else {
+                    // b is up now and the name resolves to it.
+                    let (r, _) = b.onPushPullRequest(f, from: a.myself.address, nowMs: now)
+                    d = a.onPushPullResponse(r!, from: service, join: true, nowMs: now + 1)
+                }
+            }
+        }
+        try #require(retries.count == 2)
+        #expect(retries[1] - retries[0] >= 320, "backoff continues from the first join's attempts")
+        #expect(a.allMembers.map(\.id) == [a.myself.id, b.myself.id])
+        #expect(b.allMembers.map(\.id) == [a.myself.id, b.myself.id])
+    }
+
     @Test func joinRetriesWithBackoffThenSucceeds() throws {
         var a = Self.make(1, settings: .localTest)
         var b = Self.make(2, settings: .localTest)

@@ -7,7 +7,8 @@
 //                 ├─ StarlingIngest (decoders, validation; no I/O)
 //                 ├─ StarlingMembership (SWIM state machine; no I/O)
 //                 ├─ StarlingPlacement (shard placement, per-node shard ownership; no I/O)
-//                 └─ StarlingPeerWire (peer-RPC frames and messages; + Membership's keyring; no I/O)
+//                 ├─ StarlingPeerWire (peer-RPC frames and messages; + Membership's keyring; no I/O)
+//                 └─ StarlingAlerting (matchers, routing, grouping, silences, lifecycle; + Yams; no I/O)
 //   shells: StarlingCompression (LZ4/Snappy/gzip) · StarlingGossip (NIO UDP/TCP) · StarlingHTTP (Hummingbird)
 //           · StarlingPeer (peer-RPC framing handlers over StarlingPeerWire)
 //   StarlingNode (composition root, services) ── `starling` executable
@@ -85,6 +86,10 @@ let package = Package(
                 // The cluster keyring (shared with gossip) and AES-GCM.
                 "StarlingMembership", .product(name: "Crypto", package: "swift-crypto"),
             ],
+            swiftSettings: swiftSettings),
+        .target(
+            name: "StarlingAlerting",
+            dependencies: ["StarlingCore", .product(name: "Yams", package: "Yams")],
             swiftSettings: swiftSettings),
 
         // MARK: I/O shells
@@ -220,6 +225,9 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ],
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "StarlingAlertingTests", dependencies: ["StarlingAlerting", "StarlingTestKit"],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "StarlingPromQLTests",

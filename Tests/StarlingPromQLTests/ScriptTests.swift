@@ -1,0 +1,23 @@
+import Foundation
+import Testing
+
+/// The conformance scripts under `Scripts/`: each file is one test.
+@Suite struct ScriptTests {
+    static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Scripts")
+
+    static let scripts: [String] = {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+        return names.filter { $0.hasSuffix(".test") }.sorted()
+    }()
+
+    @Test func scriptsArePresent() {
+        #expect(Self.scripts.count >= 10, "found \(Self.scripts)")
+    }
+
+    @Test(arguments: scripts)
+    func script(_ name: String) async throws {
+        let text = try String(contentsOf: Self.directory.appendingPathComponent(name), encoding: .utf8)
+        let runner = try ScriptRunner(name: name, text: text)
+        try await runner.run()
+    }
+}

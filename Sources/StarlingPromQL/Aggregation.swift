@@ -15,6 +15,9 @@ extension Evaluator {
         } else if let p = a.param {
             param = try await evalScalar(p)
         }
+        if a.op.isAccumulating, let streamed = try await streamedAggregation(a, grouping: grouping) {
+            return streamed
+        }
         let input = try await evalVector(a.expr)
         switch a.op {
         case .topk, .bottomk:
@@ -26,6 +29,28 @@ extension Evaluator {
         default:
             return try accumulate(a.op, input, grouping: grouping, without: a.without)
         }
+    }
+
+    /// `sum by (…) (rate(x[5m]))` and the like: the argument's series are folded into the groups
+    /// as they are produced, so only the groups' values are ever held, not the argument's.
+    private func streamedAggregation(_ a: AggregateExpr, grouping: [String]) async throws(PromQLError) -> [StepSeries]? {
+        var acc = GroupAccumulator(op: a.op, grouping: grouping, without: a.without, numSteps: numSteps)
+        let st = state
+        switch a.expr.unwrappingParens {
+        case .vectorSelector(let vs):
+            try await vectorSelector(vs, function: a.op.canonicalText) { s throws(PromQLError) in try acc.add(s, state: st) }
+        case .call(let c):
+            guard let k = c.args.firstIndex(where: {
+                switch $0.unwrapped {
+                case .matrixSelector, .subquery: return true
+                default: return false
+                }
+            }), c.function.name != "absent_over_time" else { return nil }
+            try await rangeFunction(c, matrixIndex: k) { s throws(PromQLError) in try acc.add(s, state: st) }
+        default:
+            return nil
+        }
+        return acc.finish()
     }
 
     /// The group (and output) labels of a series.
@@ -40,103 +65,12 @@ extension Evaluator {
     }
 
     private func accumulate(_ op: TokenType, _ input: [StepSeries], grouping: [String], without: Bool) throws(PromQLError) -> [StepSeries] {
-        var groupIndex: [Labels: Int] = [:]
-        var labels: [Labels] = []
-        var value: [[Double]] = []
-        var mean: [[Double]] = []
-        var count: [[Double]] = []
-        let needsMean = op == .avg || op == .stddev || op == .stdvar
+        var acc = GroupAccumulator(op: op, grouping: grouping, without: without, numSteps: numSteps)
         for s in input {
             try state.checkCanceled()
-            let key = groupLabels(s.labels, grouping, without: without)
-            let g: Int
-            if let x = groupIndex[key] {
-                g = x
-            } else {
-                g = labels.count
-                groupIndex[key] = g
-                labels.append(key)
-                value.append([Double](repeating: 0, count: numSteps))
-                count.append([Double](repeating: 0, count: numSteps))
-                mean.append(needsMean ? [Double](repeating: 0, count: numSteps) : [])
-                try state.hold(numSteps)
-            }
-            for (k, v) in s.values.enumerated() where isPresent(v) {
-                let step = s.firstStep + k
-                let n = count[g][step]
-                if n == 0 {
-                    count[g][step] = 1
-                    switch op {
-                    case .stddev, .stdvar:
-                        value[g][step] = 0
-                        mean[g][step] = v
-                    case .group:
-                        value[g][step] = 1
-                    case .avg:
-                        value[g][step] = v
-                        mean[g][step] = v
-                    default:
-                        value[g][step] = v
-                    }
-                    continue
-                }
-                switch op {
-                case .sum:
-                    value[g][step] += v
-                case .avg:
-                    let c = n + 1
-                    count[g][step] = c
-                    let m = mean[g][step]
-                    if m.isInfinite {
-                        if v.isInfinite && (m > 0) == (v > 0) { break }
-                        if !v.isInfinite && !v.isNaN { break }
-                    }
-                    mean[g][step] = m + (v / c - m / c)
-                case .group:
-                    break
-                case .max:
-                    let cur = value[g][step]
-                    if cur < v || cur.isNaN { value[g][step] = v }
-                case .min:
-                    let cur = value[g][step]
-                    if cur > v || cur.isNaN { value[g][step] = v }
-                case .count:
-                    count[g][step] = n + 1
-                case .stddev, .stdvar:
-                    let c = n + 1
-                    count[g][step] = c
-                    let delta = v - mean[g][step]
-                    mean[g][step] += delta / c
-                    value[g][step] += delta * (v - mean[g][step])
-                default:
-                    preconditionFailure("not an accumulating aggregation: \(op)")
-                }
-            }
+            try acc.add(s, state: state)
         }
-        var out: [StepSeries] = []
-        out.reserveCapacity(labels.count)
-        for g in labels.indices {
-            var first = -1
-            var vals: [Double] = []
-            for step in 0..<numSteps {
-                let n = count[g][step]
-                var v = absentValue
-                if n > 0 {
-                    switch op {
-                    case .avg: v = mean[g][step]
-                    case .count: v = n
-                    case .stdvar: v = value[g][step] / n
-                    case .stddev: v = (value[g][step] / n).squareRoot()
-                    default: v = value[g][step]
-                    }
-                    if first < 0 { first = step }
-                }
-                if first >= 0 { vals.append(v) }
-            }
-            while let l = vals.last, !isPresent(l) { vals.removeLast() }
-            if first >= 0 { out.append(StepSeries(labels: labels[g], firstStep: first, values: vals)) }
-        }
-        return out
+        return acc.finish()
     }
 
     /// The present samples of every step, in input order, grouped.
@@ -217,7 +151,7 @@ extension Evaluator {
                     groups.append((key, [s.value]))
                 }
             }
-            for var (labels, values) in groups {
+            for (labels, var values) in groups {
                 try state.hold(1)
                 try builder.add(labels, step: step, quantile(q[step], &values))
             }
@@ -252,6 +186,143 @@ extension Evaluator {
             }
         }
         return builder.finish()
+    }
+}
+
+/// Per-group, per-step state of `sum`, `avg`, `count`, `group`, `min`, `max`, `stddev`, `stdvar`.
+/// Series are added in input order; at each step a group's samples are combined in that order
+/// with Prometheus's update rules (first sample initializes; incremental mean; Welford).
+struct GroupAccumulator {
+    let op: TokenType
+    let grouping: [String]
+    let without: Bool
+    let numSteps: Int
+    private var groupIndex: [Labels: Int] = [:]
+    private var labels: [Labels] = []
+    private var value: [[Double]] = []
+    private var mean: [[Double]] = []
+    private var count: [[Double]] = []
+
+    init(op: TokenType, grouping: [String], without: Bool, numSteps: Int) {
+        self.op = op
+        self.grouping = grouping
+        self.without = without
+        self.numSteps = numSteps
+    }
+
+    private func key(_ l: Labels) -> Labels {
+        if without {
+            var drop = Set(grouping)
+            drop.insert(metricNameLabel)
+            return l.removing(drop)
+        }
+        if grouping.isEmpty { return .empty }
+        return l.keeping(Set(grouping))
+    }
+
+    mutating func add(_ s: StepSeries, state: QueryState) throws(PromQLError) {
+        let k = key(s.labels)
+        let g: Int
+        if let x = groupIndex[k] {
+            g = x
+        } else {
+            g = labels.count
+            groupIndex[k] = g
+            labels.append(k)
+            value.append([Double](repeating: 0, count: numSteps))
+            count.append([Double](repeating: 0, count: numSteps))
+            let needsMean = op == .avg || op == .stddev || op == .stdvar
+            mean.append(needsMean ? [Double](repeating: 0, count: numSteps) : [])
+            try state.hold(numSteps)
+        }
+        for (k, v) in s.values.enumerated() where isPresent(v) {
+            let step = s.firstStep + k
+            let n = count[g][step]
+            if n == 0 {
+                count[g][step] = 1
+                switch op {
+                case .stddev, .stdvar:
+                    value[g][step] = 0
+                    mean[g][step] = v
+                case .group:
+                    value[g][step] = 1
+                case .avg:
+                    value[g][step] = v
+                    mean[g][step] = v
+                default:
+                    value[g][step] = v
+                }
+                continue
+            }
+            switch op {
+            case .sum:
+                value[g][step] += v
+            case .avg:
+                let c = n + 1
+                count[g][step] = c
+                let m = mean[g][step]
+                if m.isInfinite {
+                    if v.isInfinite && (m > 0) == (v > 0) { break }
+                    if !v.isInfinite && !v.isNaN { break }
+                }
+                mean[g][step] = m + (v / c - m / c)
+            case .group:
+                break
+            case .max:
+                let cur = value[g][step]
+                if cur < v || cur.isNaN { value[g][step] = v }
+            case .min:
+                let cur = value[g][step]
+                if cur > v || cur.isNaN { value[g][step] = v }
+            case .count:
+                count[g][step] = n + 1
+            case .stddev, .stdvar:
+                let c = n + 1
+                count[g][step] = c
+                let delta = v - mean[g][step]
+                mean[g][step] += delta / c
+                value[g][step] += delta * (v - mean[g][step])
+            default:
+                preconditionFailure("not an accumulating aggregation: \(op)")
+            }
+        }
+    }
+
+    func finish() -> [StepSeries] {
+        var out: [StepSeries] = []
+        out.reserveCapacity(labels.count)
+        for g in labels.indices {
+            var first = -1
+            var vals: [Double] = []
+            for step in 0..<numSteps {
+                let n = count[g][step]
+                var v = absentValue
+                if n > 0 {
+                    switch op {
+                    case .avg: v = mean[g][step]
+                    case .count: v = n
+                    case .stdvar: v = value[g][step] / n
+                    case .stddev: v = (value[g][step] / n).squareRoot()
+                    default: v = value[g][step]
+                    }
+                    if first < 0 { first = step }
+                }
+                if first >= 0 { vals.append(v) }
+            }
+            while let l = vals.last, !isPresent(l) { vals.removeLast() }
+            if first >= 0 { out.append(StepSeries(labels: labels[g], firstStep: first, values: vals)) }
+        }
+        return out
+    }
+}
+
+extension TokenType {
+    /// Aggregations computed by `GroupAccumulator`.
+    var isAccumulating: Bool {
+        switch self {
+        case .sum, .avg, .count, .group, .min, .max, .stddev, .stdvar: return true
+        default: return false
+        }
     }
 }
 

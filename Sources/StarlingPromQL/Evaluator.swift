@@ -155,18 +155,27 @@ final class Evaluator {
     /// An instant selector at every step: the latest sample at or before `t - offset` and no
     /// older than the lookback delta, unless that sample is a staleness marker.
     func vectorSelector(_ vs: VectorSelector, function: String? = nil) async throws(PromQLError) -> [StepSeries] {
+        var out: [StepSeries] = []
+        let st = state
+        try await vectorSelector(vs, function: function) { s throws(PromQLError) in
+            try st.hold(s.presentCount)
+            out.append(s)
+        }
+        return out
+    }
+
+    /// The selector's series, handed to `sink` one by one as they are read.
+    func vectorSelector(_ vs: VectorSelector, function: String?, sink: (StepSeries) throws(PromQLError) -> Void) async throws(PromQLError) {
         // `@` is folded into the effective offset by preprocessing; the data range is
         // Prometheus's, which for `@` ignores the evaluation range.
         let range = selectRange(vs, rangeMs: nil)
         let selection = try await source.select(vs.matchers, hints: hints(range, function: function), state: state)
-        var out: [StepSeries] = []
         while let labels = try await selection.next(into: &sampleBuffer) {
             try state.checkCanceled()
             if let s = try instantValues(labels: labels, samples: sampleBuffer, offsetMs: vs.offsetMs) {
-                out.append(s)
+                try sink(s)
             }
         }
-        return out
     }
 
     /// Looks up one series' value at every step (`refTime = t - offsetMs`).
@@ -198,7 +207,6 @@ final class Evaluator {
         }
         if first < 0 { return nil }
         while let l = values.last, !isPresent(l) { values.removeLast() }
-        try state.hold(present)
         return StepSeries(labels: labels, firstStep: first, values: values)
     }
 

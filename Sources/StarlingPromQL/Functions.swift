@@ -21,6 +21,22 @@ extension Evaluator {
     // MARK: Range path
 
     private func rangeFunction(_ c: Call, matrixIndex: Int) async throws(PromQLError) -> [StepSeries] {
+        var out: [StepSeries] = []
+        let st = state
+        if let absent = try await rangeFunction(c, matrixIndex: matrixIndex, sink: { s throws(PromQLError) in
+            try st.hold(s.presentCount)
+            out.append(s)
+        }) {
+            return absent
+        }
+        return out
+    }
+
+    /// Evaluates a function of a range vector series by series, handing each result series to
+    /// `sink` as soon as it is computed. Returns the result of `absent_over_time` (which needs all
+    /// series first), nil for the other functions.
+    @discardableResult
+    func rangeFunction(_ c: Call, matrixIndex: Int, sink: (StepSeries) throws(PromQLError) -> Void) async throws(PromQLError) -> [StepSeries]? {
         guard let fn = RangeFunction(c.function.name) else {
             preconditionFailure("\(c.function.name) takes no range vector")
         }
@@ -30,7 +46,7 @@ extension Evaluator {
             scalarArgs.append(try await evalScalar(a))
         }
         let keepName = fn == .lastOverTime
-        var out: [StepSeries] = []
+        var seen = Set<Labels>()
         var covered = fn == .absentOverTime ? [Bool](repeating: false, count: numSteps) : []
         var scalarsAtStep = [Double](repeating: 0, count: scalarArgs.count)
 
@@ -70,8 +86,12 @@ extension Evaluator {
             }
             if first < 0 || fn == .absentOverTime { return }
             while let l = values.last, !isPresent(l) { values.removeLast() }
-            try state.hold(present)
-            out.append(StepSeries(labels: keepName ? labels : labels.droppingMetricName, firstStep: first, values: values))
+            let outLabels = keepName ? labels : labels.droppingMetricName
+            // Prometheus checks the whole result, not each step, for duplicate label sets.
+            if !seen.insert(outLabels).inserted {
+                throw .execution("vector cannot contain metrics with the same labelset")
+            }
+            try sink(StepSeries(labels: outLabels, firstStep: first, values: values))
         }
 
         var absentLabels = Labels.empty
@@ -116,11 +136,7 @@ extension Evaluator {
             while let l = values.last, !isPresent(l) { values.removeLast() }
             return [StepSeries(labels: absentLabels, firstStep: first, values: Array(values[first...]))]
         }
-        var seen = Set<Labels>()
-        for s in out where !seen.insert(s.labels).inserted {
-            throw .execution("vector cannot contain metrics with the same labelset")
-        }
-        return out
+        return nil
     }
 
     /// `timestamp(selector)`: the timestamps of the selected samples themselves. With `@`, the

@@ -495,6 +495,118 @@ def start_prometheus(binary, workdir):
     return proc, base
 
 
+# ---------------------------------------------------------------------------- script checking
+
+def almost_equal(a, b):
+    """promqltest's comparison: 1e-6 relative."""
+    fa, fb = float(a), float(b)
+    if math.isnan(fa) and math.isnan(fb):
+        return True
+    if fa == fb:
+        return True
+    diff = abs(fa - fb)
+    min_normal = 2.2250738585072014e-308
+    if fa == 0 or fb == 0 or diff < min_normal:
+        return diff < 1e-6 * min_normal
+    return diff / (abs(fa) + abs(fb)) < 1e-6
+
+
+def check_eval(prom, ev):
+    """Checks one exported eval against Prometheus; returns a difference or None."""
+    if ev["kind"] == "instant":
+        q = {"query": ev["expr"], "kind": "instant", "time": ev["time"]}
+    else:
+        q = {"query": ev["expr"], "kind": "range", "start": ev["start"], "end": ev["end"], "step": ev["step"]}
+    r = http_query(prom, q)
+    if ev["fail"]:
+        if r.get("status") != "error":
+            return "expected an error, Prometheus answered %s" % str(r.get("data"))[:200]
+        if ev.get("failMessage") and ev["failMessage"] not in r.get("error", ""):
+            return "expected error containing %r, Prometheus said %r" % (ev["failMessage"], r.get("error"))
+        return None
+    if r.get("status") != "success":
+        return "Prometheus failed: %s" % r.get("error")
+    data = r["data"]
+    if "scalar" in ev:
+        if data["resultType"] != "scalar" or not almost_equal(data["result"][1], ev["scalar"]):
+            return "expected scalar %s, Prometheus: %s" % (ev["scalar"], data["result"])
+        return None
+    exp = {key(e["labels"]): e["values"] for e in ev["expected"]}
+    got = data["result"]
+    if ev["kind"] == "instant":
+        if data["resultType"] != "vector":
+            return "expected a vector, Prometheus: %s" % data["resultType"]
+        seen = set()
+        for pos, s in enumerate(got):
+            k = key(s["metric"])
+            if k not in exp:
+                return "unexpected %s in Prometheus's answer" % dict(k)
+            if not almost_equal(exp[k][0], s["value"][1]):
+                return "%s: expected %s, Prometheus %s" % (dict(k), exp[k][0], s["value"][1])
+            if ev.get("ordered") and [key(e["labels"]) for e in ev["expected"]].index(k) != pos:
+                return "%s at position %d in Prometheus's answer" % (dict(k), pos + 1)
+            seen.add(k)
+        missing = set(exp) - seen
+        if missing:
+            return "expected %s, missing in Prometheus's answer" % [dict(m) for m in missing]
+        return None
+    for s in got:
+        k = key(s["metric"])
+        if k not in exp:
+            return "unexpected series %s in Prometheus's answer" % dict(k)
+        by_step = {}
+        for t, v in s["values"]:
+            by_step[int(round((float(t) * 1000 - ev["start"]) / ev["step"]))] = v
+        for i, v in enumerate(exp[k]):
+            if v is None and i in by_step:
+                return "%s step %d: expected none, Prometheus %s" % (dict(k), i, by_step[i])
+            if v is not None and (i not in by_step or not almost_equal(v, by_step[i])):
+                return "%s step %d: expected %s, Prometheus %s" % (dict(k), i, v, by_step.get(i))
+        if any(i >= len(exp[k]) for i in by_step):
+            return "%s: Prometheus has points past the expected ones" % dict(k)
+        del exp[k]
+    if exp:
+        return "expected series %s missing in Prometheus's answer" % [dict(m) for m in exp]
+    return None
+
+
+def check_scripts(args, workdir):
+    """Replays the conformance scripts on Prometheus: every expectation must hold there too."""
+    env = dict(os.environ, PROMQL_SCRIPT_EXPORT=workdir)
+    r = subprocess.run(["swift", "test", "--filter", "ScriptTests/export"], cwd=args.package_dir, env=env)
+    if r.returncode != 0:
+        print("script export failed", file=sys.stderr)
+        return 2
+    with open(os.path.join(workdir, "scripts.json")) as f:
+        scripts = json.load(f)
+    failures = 0
+    checked = 0
+    for sc in scripts:
+        if args.scripts and sc["file"] not in args.scripts:
+            continue
+        for n, seg in enumerate(sc["segments"]):
+            segdir = os.path.join(workdir, "%s-%d" % (sc["file"], n))
+            os.makedirs(segdir, exist_ok=True)
+            proc, prom = start_prometheus(args.prometheus, segdir)
+            try:
+                series = [(s["labels"], list(zip(s["t"], [int(v, 16) for v in s["v"]]))) for s in seg["series"]]
+                series = [x for x in series if x[1]]
+                if series:
+                    remote_write(prom + "/api/v1/write", series)
+                for ev in seg["evals"]:
+                    checked += 1
+                    d = check_eval(prom, ev)
+                    if d:
+                        failures += 1
+                        print("%s:%d: %s\n    %s" % (sc["file"], ev["line"], ev["expr"], d))
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(timeout=30)
+                shutil.rmtree(segdir, ignore_errors=True)
+    print("\n%d of %d script evaluations disagree with Prometheus." % (failures, checked))
+    return 1 if failures else 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--prometheus", default=shutil.which("prometheus") or "/usr/bin/prometheus")
@@ -502,6 +614,9 @@ def main():
     mode = ap.add_mutually_exclusive_group(required=True)
     mode.add_argument("--starling-url", help="a running Starling node (data is pushed to its /api/v1/write)")
     mode.add_argument("--engine", action="store_true", help="evaluate in-process through `swift test` (no server)")
+    mode.add_argument("--check-scripts", action="store_true",
+                      help="replay the conformance scripts' expectations on Prometheus instead")
+    ap.add_argument("--scripts", nargs="*", help="with --check-scripts: only these files")
     ap.add_argument("--starling-token", default=os.environ.get("STARLING_ADMIN_TOKEN"), help="bearer token for Starling")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--workdir", help="keep artifacts here (default: a temporary directory)")
@@ -511,6 +626,12 @@ def main():
 
     workdir = args.workdir or tempfile.mkdtemp(prefix="promql-compare-")
     os.makedirs(workdir, exist_ok=True)
+    if args.check_scripts:
+        try:
+            return check_scripts(args, workdir)
+        finally:
+            if not args.workdir:
+                shutil.rmtree(workdir, ignore_errors=True)
     series = generate(args.seed)
     queries = []
     for text in query_set():

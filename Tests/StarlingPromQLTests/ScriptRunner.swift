@@ -306,6 +306,68 @@ struct ScriptRunner {
         if let missing = exp.keys.first { throw Failure(description: "\(where_): expected series \(missing) not found") }
     }
 
+    // MARK: Export for checking the scripts against a real Prometheus
+
+    /// The script as JSON: segments between `clear`s, each with its series (samples as value bit
+    /// patterns) and its evaluations with their expectations. `scripts/promql-compare.py
+    /// --check-scripts` replays them on Prometheus, so the scripts are known to encode
+    /// Prometheus's semantics rather than Starling's.
+    func exportJSON() -> [String: Any] {
+        var segments: [[String: Any]] = []
+        var series: [Labels: [(Int64, UInt64)]] = [:]
+        var evals: [[String: Any]] = []
+        func flush() {
+            if series.isEmpty && evals.isEmpty { return }
+            let ser: [[String: Any]] = series.sorted { $0.key < $1.key }.map { (l, pts) in
+                var byT: [Int64: UInt64] = [:]
+                for (t, v) in pts { byT[t] = v }
+                let ts = byT.keys.sorted()
+                return ["labels": Dictionary(uniqueKeysWithValues: l.array.map { ($0.name, $0.value) }),
+                        "t": ts, "v": ts.map { String(byT[$0]!, radix: 16) }]
+            }
+            segments.append(["series": ser, "evals": evals])
+            series = [:]
+            evals = []
+        }
+        func expectedJSON(_ e: [(Labels, [PromQLParser.SequenceValue])]) -> [[String: Any]] {
+            e.map { (l, vs) in
+                ["labels": Dictionary(uniqueKeysWithValues: l.array.map { ($0.name, $0.value) }),
+                 "values": vs.map { v -> Any in
+                     if case .value(let x) = v { return goFormatFloat(x) }
+                     return NSNull()
+                 }]
+            }
+        }
+        for c in commands {
+            switch c {
+            case .clear:
+                flush()
+            case .load(let step, let ss):
+                if !evals.isEmpty { flush() }
+                for (l, values) in ss {
+                    for (k, v) in values.enumerated() {
+                        if case .value(let x) = v { series[l, default: []].append((Int64(k) * step, x.bitPattern)) }
+                    }
+                }
+            case .evalInstant(let line, let expr, let t, let fail, let ordered, let msg, let expected):
+                var o: [String: Any] = ["line": line, "expr": expr, "kind": "instant", "time": t, "fail": fail, "ordered": ordered]
+                if let m = msg { o["failMessage"] = m }
+                switch expected {
+                case .scalar(let x): o["scalar"] = goFormatFloat(x)
+                case .series(let e): o["expected"] = expectedJSON(e)
+                }
+                evals.append(o)
+            case .evalRange(let line, let expr, let start, let end, let step, let fail, let msg, let expected):
+                var o: [String: Any] = ["line": line, "expr": expr, "kind": "range", "start": start, "end": end, "step": step, "fail": fail,
+                                        "expected": expectedJSON(expected)]
+                if let m = msg { o["failMessage"] = m }
+                evals.append(o)
+            }
+        }
+        flush()
+        return ["file": name, "segments": segments]
+    }
+
     // MARK: @ modifier variants (Prometheus's atModifierTestCases)
 
     static let timeDependentFunctions: Set<String> = [

@@ -14,6 +14,20 @@ import Testing
         #expect(Self.scripts.count >= 10, "found \(Self.scripts)")
     }
 
+    /// Writes every script as JSON for `scripts/promql-compare.py --check-scripts`. Opt-in:
+    /// `PROMQL_SCRIPT_EXPORT=<dir>`.
+    @Test(.enabled(if: ProcessInfo.processInfo.environment["PROMQL_SCRIPT_EXPORT"] != nil))
+    func export() throws {
+        let dir = URL(fileURLWithPath: ProcessInfo.processInfo.environment["PROMQL_SCRIPT_EXPORT"]!)
+        var all: [[String: Any]] = []
+        for name in Self.scripts {
+            let text = try String(contentsOf: Self.directory.appendingPathComponent(name), encoding: .utf8)
+            all.append(try ScriptRunner(name: name, text: text).exportJSON())
+        }
+        let data = try JSONSerialization.data(withJSONObject: all)
+        try data.write(to: dir.appendingPathComponent("scripts.json"))
+    }
+
     @Test(arguments: scripts)
     func script(_ name: String) async throws {
         let text = try String(contentsOf: Self.directory.appendingPathComponent(name), encoding: .utf8)

@@ -92,7 +92,18 @@ struct ScriptRunner {
                 guard words.count == 2 else { throw err("invalid load command. (load <step:duration>)") }
                 let step = try Self.durationMs(words[1], line: i + 1)
                 let (ls, next) = block(from: i + 1)
-                commands.append(.load(stepMs: step, series: try seriesLines(ls, base: i + 1)))
+                // A series defined twice in one load keeps its last definition, as in promqltest.
+                var series: [(Labels, [PromQLParser.SequenceValue])] = []
+                var index: [Labels: Int] = [:]
+                for (l, v) in try seriesLines(ls, base: i + 1) {
+                    if let k = index[l] {
+                        series[k] = (l, v)
+                    } else {
+                        index[l] = series.count
+                        series.append((l, v))
+                    }
+                }
+                commands.append(.load(stepMs: step, series: series))
                 i = next
             } else if cmd.hasPrefix("eval") {
                 let fail = cmd == "eval_fail"
@@ -308,30 +319,19 @@ struct ScriptRunner {
 
     // MARK: Export for checking the scripts against a real Prometheus
 
-    /// The script as JSON: segments between `clear`s, each with its series (samples as value bit
-    /// patterns) and its evaluations with their expectations. `scripts/promql-compare.py
-    /// --check-scripts` replays them on Prometheus, so the scripts are known to encode
-    /// Prometheus's semantics rather than Starling's.
+    /// The script as JSON: segments between `clear`s, each a list of steps in script order —
+    /// loads (series with samples as value bit patterns) and evaluations with their expectations.
+    /// `scripts/promql-compare.py --check-scripts` replays them on Prometheus, so the scripts are
+    /// known to encode Prometheus's semantics rather than Starling's.
     func exportJSON() -> [String: Any] {
-        var segments: [[String: Any]] = []
-        var series: [Labels: [(Int64, UInt64)]] = [:]
-        var evals: [[String: Any]] = []
-        func flush() {
-            if series.isEmpty && evals.isEmpty { return }
-            let ser: [[String: Any]] = series.sorted { $0.key < $1.key }.map { (l, pts) in
-                var byT: [Int64: UInt64] = [:]
-                for (t, v) in pts { byT[t] = v }
-                let ts = byT.keys.sorted()
-                return ["labels": Dictionary(uniqueKeysWithValues: l.array.map { ($0.name, $0.value) }),
-                        "t": ts, "v": ts.map { String(byT[$0]!, radix: 16) }]
-            }
-            segments.append(["series": ser, "evals": evals])
-            series = [:]
-            evals = []
+        var segments: [[[String: Any]]] = []
+        var steps: [[String: Any]] = []
+        func labelsJSON(_ l: Labels) -> [String: String] {
+            Dictionary(uniqueKeysWithValues: l.array.map { ($0.name, $0.value) })
         }
         func expectedJSON(_ e: [(Labels, [PromQLParser.SequenceValue])]) -> [[String: Any]] {
             e.map { (l, vs) in
-                ["labels": Dictionary(uniqueKeysWithValues: l.array.map { ($0.name, $0.value) }),
+                ["labels": labelsJSON(l),
                  "values": vs.map { v -> Any in
                      if case .value(let x) = v { return goFormatFloat(x) }
                      return NSNull()
@@ -341,14 +341,21 @@ struct ScriptRunner {
         for c in commands {
             switch c {
             case .clear:
-                flush()
+                if !steps.isEmpty { segments.append(steps) }
+                steps = []
             case .load(let step, let ss):
-                if !evals.isEmpty { flush() }
-                for (l, values) in ss {
+                let series: [[String: Any]] = ss.map { (l, values) in
+                    var ts: [Int64] = []
+                    var vs: [String] = []
                     for (k, v) in values.enumerated() {
-                        if case .value(let x) = v { series[l, default: []].append((Int64(k) * step, x.bitPattern)) }
+                        if case .value(let x) = v {
+                            ts.append(Int64(k) * step)
+                            vs.append(String(x.bitPattern, radix: 16))
+                        }
                     }
+                    return ["labels": labelsJSON(l), "t": ts, "v": vs]
                 }
+                steps.append(["load": series])
             case .evalInstant(let line, let expr, let t, let fail, let ordered, let msg, let expected):
                 var o: [String: Any] = ["line": line, "expr": expr, "kind": "instant", "time": t, "fail": fail, "ordered": ordered]
                 if let m = msg { o["failMessage"] = m }
@@ -356,15 +363,15 @@ struct ScriptRunner {
                 case .scalar(let x): o["scalar"] = goFormatFloat(x)
                 case .series(let e): o["expected"] = expectedJSON(e)
                 }
-                evals.append(o)
+                steps.append(["eval": o])
             case .evalRange(let line, let expr, let start, let end, let step, let fail, let msg, let expected):
                 var o: [String: Any] = ["line": line, "expr": expr, "kind": "range", "start": start, "end": end, "step": step, "fail": fail,
                                         "expected": expectedJSON(expected)]
                 if let m = msg { o["failMessage"] = m }
-                evals.append(o)
+                steps.append(["eval": o])
             }
         }
-        flush()
+        if !steps.isEmpty { segments.append(steps) }
         return ["file": name, "segments": segments]
     }
 

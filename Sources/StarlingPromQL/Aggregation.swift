@@ -53,15 +53,8 @@ extension Evaluator {
         return acc.finish()
     }
 
-    /// The group (and output) labels of a series.
     func groupLabels(_ l: Labels, _ grouping: [String], without: Bool) -> Labels {
-        if without {
-            var drop = Set(grouping)
-            drop.insert(metricNameLabel)
-            return l.removing(drop)
-        }
-        if grouping.isEmpty { return .empty }
-        return l.keeping(Set(grouping))
+        AggregationGrouping(grouping, without: without).labels(of: l)
     }
 
     private func accumulate(_ op: TokenType, _ input: [StepSeries], grouping: [String], without: Bool) throws(PromQLError) -> [StepSeries] {
@@ -189,13 +182,32 @@ extension Evaluator {
     }
 }
 
+/// `by (…)` / `without (…)`: the labels that identify a series' group, which are also the
+/// group's output labels (`without` always drops the metric name too).
+struct AggregationGrouping {
+    let names: Set<String>
+    let without: Bool
+
+    init(_ grouping: [String], without: Bool) {
+        var n = Set(grouping)
+        if without { n.insert(metricNameLabel) }
+        names = n
+        self.without = without
+    }
+
+    func labels(of l: Labels) -> Labels {
+        if without { return l.removing(names) }
+        if names.isEmpty { return .empty }
+        return l.keeping(names)
+    }
+}
+
 /// Per-group, per-step state of `sum`, `avg`, `count`, `group`, `min`, `max`, `stddev`, `stdvar`.
 /// Series are added in input order; at each step a group's samples are combined in that order
 /// with Prometheus's update rules (first sample initializes; incremental mean; Welford).
 struct GroupAccumulator {
     let op: TokenType
-    let grouping: [String]
-    let without: Bool
+    let grouping: AggregationGrouping
     let numSteps: Int
     private var groupIndex: [Labels: Int] = [:]
     private var labels: [Labels] = []
@@ -205,23 +217,12 @@ struct GroupAccumulator {
 
     init(op: TokenType, grouping: [String], without: Bool, numSteps: Int) {
         self.op = op
-        self.grouping = grouping
-        self.without = without
+        self.grouping = AggregationGrouping(grouping, without: without)
         self.numSteps = numSteps
     }
 
-    private func key(_ l: Labels) -> Labels {
-        if without {
-            var drop = Set(grouping)
-            drop.insert(metricNameLabel)
-            return l.removing(drop)
-        }
-        if grouping.isEmpty { return .empty }
-        return l.keeping(Set(grouping))
-    }
-
     mutating func add(_ s: StepSeries, state: QueryState) throws(PromQLError) {
-        let k = key(s.labels)
+        let k = grouping.labels(of: s.labels)
         let g: Int
         if let x = groupIndex[k] {
             g = x
@@ -358,15 +359,21 @@ func goHeapPop(_ h: inout [StepSample], _ less: (Double, Double) -> Bool) {
     h.removeLast()
 }
 
-/// `sort.Sort(sort.Reverse(x))` where `heapLess` is x's Less: insertion sort for up to 12
-/// elements, as Go does; a stable sort beyond (Go's order among ties is unspecified there).
+/// `sort.Sort(sort.Reverse(x))` where `heapLess` is x's Less.
 func goSort(_ a: inout [StepSample], heapLess: (StepSample, StepSample) -> Bool) {
-    // Reverse: element i sorts before j when heapLess(j, i).
+    goSortSmallExact(&a) { x, y in heapLess(y, x) }
+}
+
+/// Go's `sort.Sort` with `less` (which need not be a strict order: Prometheus's value orders put
+/// NaN first both ways). Up to 12 elements Go runs an insertion sort, reproduced exactly, ties
+/// and NaNs included; beyond, Go's order among equal values is unspecified and a stable sort is
+/// used.
+func goSortSmallExact<T>(_ a: inout [T], less: (T, T) -> Bool) {
     if a.count < 2 { return }
     if a.count <= 12 {
         for i in 1..<a.count {
             var j = i
-            while j > 0 && heapLess(a[j - 1], a[j]) {
+            while j > 0 && less(a[j], a[j - 1]) {
                 a.swapAt(j, j - 1)
                 j -= 1
             }
@@ -375,8 +382,8 @@ func goSort(_ a: inout [StepSample], heapLess: (StepSample, StepSample) -> Bool)
     }
     let indexed = a.enumerated().map { ($0.offset, $0.element) }
     a = indexed.sorted { x, y in
-        if heapLess(y.1, x.1) && !heapLess(x.1, y.1) { return true }
-        if heapLess(x.1, y.1) && !heapLess(y.1, x.1) { return false }
+        if less(x.1, y.1) && !less(y.1, x.1) { return true }
+        if less(y.1, x.1) && !less(x.1, y.1) { return false }
         return x.0 < y.0
     }.map(\.1)
 }

@@ -77,16 +77,7 @@ public struct Engine: Sendable {
         case .scalar(let s):
             out = [SeriesPoints(labels: .empty, samples: s.enumerated().map { Sample(ev.time(ofStep: $0.offset), $0.element) })]
         case .vector(let series):
-            out = []
-            out.reserveCapacity(series.count)
-            for s in series {
-                var pts: [Sample] = []
-                pts.reserveCapacity(s.values.count)
-                for (k, x) in s.values.enumerated() where isPresent(x) {
-                    pts.append(Sample(ev.time(ofStep: s.firstStep + k), x))
-                }
-                out.append(SeriesPoints(labels: s.labels, samples: pts))
-            }
+            out = series.map { SeriesPoints(labels: $0.labels, samples: $0.samples(time: ev.time(ofStep:))) }
             out.sort { $0.labels < $1.labels }
         default:
             preconditionFailure("range query of type \(type)")

@@ -252,16 +252,7 @@ final class Evaluator {
         }
         let sub = child(startMs: start, endMs: end, intervalMs: interval)
         let series = try await sub.evalVector(inner)
-        var out: [RawSeries] = []
-        out.reserveCapacity(series.count)
-        for s in series {
-            var pts: [Sample] = []
-            pts.reserveCapacity(s.values.count)
-            for (k, v) in s.values.enumerated() where isPresent(v) {
-                pts.append(Sample(sub.time(ofStep: s.firstStep + k), v))
-            }
-            out.append(RawSeries(labels: s.labels, samples: pts))
-        }
+        let out = series.map { RawSeries(labels: $0.labels, samples: $0.samples(time: sub.time(ofStep:))) }
         return (out, sq.rangeMs, effectiveSubqueryOffset(sq))
     }
 

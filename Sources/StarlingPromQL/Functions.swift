@@ -277,37 +277,17 @@ extension Evaluator {
         return builder.finish()
     }
 
-    /// `sort` ascending / `sort_desc` descending by value, NaN last. Go's `sort.Sort` is an
-    /// insertion sort up to 12 elements; it is reproduced exactly there (ties keep their order,
-    /// NaNs reverse theirs). Larger inputs are sorted stably, where Go's order among equal values
-    /// is unspecified.
+    /// `sort` ascending / `sort_desc` descending by value, NaN last, as Go's `sort.Sort` orders
+    /// them (see `goSortSmallExact`).
     private func sortByValue(_ input: [StepSeries], descending: Bool) -> [StepSeries] {
         var items = input
-        // Go's Less for sort(): j before i … expressed as "should a come before b".
-        func less(_ a: StepSeries, _ b: StepSeries) -> Bool {
+        // sort: Reverse(vectorByReverseValueHeap), Less(i, j) = s[j] NaN || s[j] > s[i];
+        // sort_desc: Reverse(vectorByValueHeap), Less(i, j) = s[j] NaN || s[j] < s[i].
+        goSortSmallExact(&items) { a, b in
             let x = a.values[0], y = b.values[0]
-            // Reverse(vectorByReverseValueHeap) for sort: Less(i, j) = s[j] NaN || s[j] > s[i]
-            // Reverse(vectorByValueHeap) for sort_desc: Less(i, j) = s[j] NaN || s[j] < s[i]
             return descending ? (y.isNaN || y < x) : (y.isNaN || y > x)
         }
-        if items.count <= 12 {
-            for i in 1..<Swift.max(items.count, 1) {
-                var j = i
-                while j > 0 && less(items[j], items[j - 1]) {
-                    items.swapAt(j, j - 1)
-                    j -= 1
-                }
-            }
-            return items
-        }
-        let indexed = items.enumerated().map { ($0.offset, $0.element) }
-        let sorted = indexed.sorted { a, b in
-            let x = a.1.values[0], y = b.1.values[0]
-            if x.isNaN != y.isNaN { return !x.isNaN }
-            if !x.isNaN && x != y { return descending ? x > y : x < y }
-            return a.0 < b.0
-        }
-        return sorted.map(\.1)
+        return items
     }
 
     // MARK: label_replace / label_join

@@ -35,6 +35,16 @@ struct StepSeries {
 
     var endStep: Int { firstStep + values.count }
 
+    /// The present values as samples, step `k` at `time(k)`.
+    func samples(time: (Int) -> Int64) -> [Sample] {
+        var pts: [Sample] = []
+        pts.reserveCapacity(values.count)
+        for (k, v) in values.enumerated() where isPresent(v) {
+            pts.append(Sample(time(firstStep + k), v))
+        }
+        return pts
+    }
+
     var presentCount: Int {
         var n = 0
         for v in values where isPresent(v) { n += 1 }

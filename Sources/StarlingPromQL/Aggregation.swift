@@ -185,13 +185,11 @@ extension Evaluator {
 /// `by (…)` / `without (…)`: the labels that identify a series' group, which are also the
 /// group's output labels (`without` always drops the metric name too).
 struct AggregationGrouping {
-    let names: Set<String>
+    let names: LabelNameSet
     let without: Bool
 
     init(_ grouping: [String], without: Bool) {
-        var n = Set(grouping)
-        if without { n.insert(metricNameLabel) }
-        names = n
+        names = LabelNameSet(without ? grouping + [metricNameLabel] : grouping)
         self.without = without
     }
 

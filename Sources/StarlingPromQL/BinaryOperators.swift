@@ -48,9 +48,8 @@ extension Evaluator {
     /// but the listed labels and the metric name) across both sides.
     private func signatures(_ l: [StepSeries], _ r: [StepSeries], _ m: VectorMatching) -> ([Int], [Int], Int) {
         var ids: [Labels: Int] = [:]
-        let names = Set(m.matchingLabels)
-        var ignored = names
-        ignored.insert(metricNameLabel)
+        let names = LabelNameSet(m.matchingLabels)
+        let ignored = LabelNameSet(m.matchingLabels + [metricNameLabel])
         func sig(_ s: StepSeries) -> Int {
             let key = m.on ? s.labels.keeping(names) : s.labels.removing(ignored)
             if let i = ids[key] { return i }
@@ -133,7 +132,7 @@ extension Evaluator {
                 let sig = rsig[j]
                 if rightStamp[sig] == step {
                     let dup = rhs[rightAt[sig]]
-                    let matched = m.on ? s.labels.keeping(Set(m.matchingLabels)) : s.labels.removing(Set(m.matchingLabels + [metricNameLabel]))
+                    let matched = m.on ? s.labels.keeping(LabelNameSet(m.matchingLabels)) : s.labels.removing(LabelNameSet(m.matchingLabels + [metricNameLabel]))
                     throw .execution(
                         "found duplicate series for the match group \(promLabelsString(matched)) on the \(swapped ? "left" : "right") hand-side of the operation: [\(promLabelsString(s.labels)), \(promLabelsString(dup.labels))];many-to-many matching not allowed: matching labels must be unique on one side")
                 }
@@ -162,7 +161,7 @@ extension Evaluator {
                     metric = cached
                 } else {
                     metric = resultMetric(s.labels, rhs[j].labels, op, m)
-                    if returnBool { metric = metric.droppingMetricName }
+                    if returnBool { metric = metric.withoutMetricName }
                     resultLabels[pairKey] = metric
                 }
                 if m.card == .oneToOne {
@@ -183,9 +182,9 @@ extension Evaluator {
 
     private func resultMetric(_ lhs: Labels, _ rhs: Labels, _ op: TokenType, _ m: VectorMatching) -> Labels {
         var l = lhs
-        if shouldDropMetricName(op) { l = l.droppingMetricName }
+        if shouldDropMetricName(op) { l = l.withoutMetricName }
         if m.card == .oneToOne {
-            l = m.on ? l.keeping(Set(m.matchingLabels)) : l.removing(Set(m.matchingLabels))
+            l = m.on ? l.keeping(LabelNameSet(m.matchingLabels)) : l.removing(LabelNameSet(m.matchingLabels))
         }
         if !m.include.isEmpty {
             var b = LabelsBuilder(l)

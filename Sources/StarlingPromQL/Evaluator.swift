@@ -275,7 +275,7 @@ final class Evaluator {
             var seen = Set<Labels>()
             var duplicate = false
             for i in series.indices {
-                series[i].labels = series[i].labels.droppingMetricName
+                series[i].labels = series[i].labels.withoutMetricName
                 for k in series[i].values.indices where isPresent(series[i].values[k]) {
                     series[i].values[k] = -series[i].values[k]
                 }

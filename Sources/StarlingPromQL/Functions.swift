@@ -86,7 +86,7 @@ extension Evaluator {
             }
             if first < 0 || fn == .absentOverTime { return }
             while let l = values.last, !isPresent(l) { values.removeLast() }
-            let outLabels = keepName ? labels : labels.droppingMetricName
+            let outLabels = keepName ? labels : labels.withoutMetricName
             // Prometheus checks the whole result, not each step, for duplicate label sets.
             if !seen.insert(outLabels).inserted {
                 throw .execution("vector cannot contain metrics with the same labelset")
@@ -147,7 +147,7 @@ extension Evaluator {
         var builder = SeriesBuilder()
         while let labels = try await selection.next(into: &sampleBuffer) {
             try state.checkCanceled()
-            let slot = builder.slot(for: labels.droppingMetricName)
+            let slot = builder.slot(for: labels.withoutMetricName)
             var j = 0
             let n = sampleBuffer.count
             for step in 0..<numSteps {
@@ -268,7 +268,7 @@ extension Evaluator {
     func mapSeries(_ input: [StepSeries], dropName: Bool, _ f: (Double, Int) throws(PromQLError) -> Double) throws(PromQLError) -> [StepSeries] {
         var builder = SeriesBuilder()
         for s in input {
-            let slot = builder.slot(for: dropName ? s.labels.droppingMetricName : s.labels)
+            let slot = builder.slot(for: dropName ? s.labels.withoutMetricName : s.labels)
             for (k, v) in s.values.enumerated() where isPresent(v) {
                 let r = try f(v, s.firstStep + k)
                 if isPresent(r) { try builder.set(slot, step: s.firstStep + k, r) }
@@ -347,6 +347,8 @@ extension Evaluator {
 
     // MARK: histogram_quantile
 
+    static let leLabel = LabelNameSet(["le"])
+
     /// Quantiles from classic histogram buckets: series are grouped by their labels without `le`,
     /// each group's buckets interpolated as Prometheus's `bucketQuantile` does.
     private func histogramQuantile(q: [Double], _ input: [StepSeries]) throws(PromQLError) -> [StepSeries] {
@@ -360,14 +362,14 @@ extension Evaluator {
         var members: [Member] = []
         for (i, s) in input.enumerated() {
             guard let le = s.labels.get("le"), case .success(let ub) = parseGoFloat(le) else { continue }
-            let key = s.labels.removing(["le"])
+            let key = s.labels.removing(Self.leLabel)
             let g: Int
             if let x = groupIndex[key] {
                 g = x
             } else {
                 g = groupLabels.count
                 groupIndex[key] = g
-                groupLabels.append(key.droppingMetricName)
+                groupLabels.append(key.withoutMetricName)
             }
             members.append(Member(series: i, upperBound: ub, group: g))
         }

@@ -101,12 +101,11 @@ extension Evaluator {
             absentLabels = labelsForAbsent(vs.matchers)
             let range = selectRange(vs, rangeMs: ms.rangeMs)
             let selection = try await source.select(vs.matchers, hints: hints(range, function: c.function.name), state: state)
-            var window: [Sample] = []
             while let labels = try await selection.next(into: &sampleBuffer) {
                 try state.checkCanceled()
-                window.removeAll(keepingCapacity: true)
-                for s in sampleBuffer where !StaleMarker.isStale(s.value) { window.append(s) }
-                try evaluateSeries(labels, window, rangeMs: ms.rangeMs, offsetMs: vs.offsetMs)
+                // Range windows never contain staleness markers.
+                sampleBuffer.removeAll { StaleMarker.isStale($0.value) }
+                try evaluateSeries(labels, sampleBuffer, rangeMs: ms.rangeMs, offsetMs: vs.offsetMs)
             }
         case .subquery(let sq):
             let (series, rangeMs, offsetMs) = try await subquery(sq)

@@ -311,6 +311,39 @@ def query_set():
     return q
 
 
+def api_cases():
+    """Requests with raw parameters: parsing, defaults and errors of the API itself."""
+    long_query = "sum by (instance, job) (rate(http_requests_total{code=~\"5..\",method=\"post\"}[5m])) / on (instance) group_left sum by (instance) (rate(http_requests_total[5m]))"
+    return [
+        ("instant", {"query": "up", "time": "abc"}),
+        ("instant", {"query": "up", "time": "2023-11-14T22:13:20Z"}),
+        ("instant", {"query": "up", "time": "2023-11-14T23:13:20.5+01:00"}),
+        ("instant", {"query": "up", "time": "1700003600.123456"}),
+        ("instant", {"query": "up", "time": "1700003600", "timeout": "abc"}),
+        ("instant", {"query": "up", "time": "1700003600", "timeout": "30s"}),
+        ("instant", {"query": "", "time": "1700003600"}),
+        ("instant", {"time": "1700003600"}),
+        ("instant", {"query": "up +", "time": "1700003600"}),
+        ("range", {"query": "up", "start": "1700000000", "end": "1699999000", "step": "15"}),
+        ("range", {"query": "up", "start": "1700000000", "end": "1700003600"}),
+        ("range", {"query": "up", "start": "1700000000", "end": "1700003600", "step": "0"}),
+        ("range", {"query": "up", "start": "1700000000", "end": "1700003600", "step": "-5"}),
+        ("range", {"query": "up", "start": "1700000000", "end": "1700003600", "step": "1m"}),
+        ("range", {"query": "up", "start": "1700000000", "end": "1700003600", "step": "15.5"}),
+        ("range", {"query": "up", "start": "abc", "end": "1700003600", "step": "15"}),
+        ("range", {"query": "up", "start": "1700000000", "end": "1700011001", "step": "1"}),
+        ("range", {"query": "up", "start": "1700000000", "end": "1700011000", "step": "1"}),
+        ("range", {"query": "up[5m]", "start": "1700000000", "end": "1700003600", "step": "60"}),
+        ("range", {"query": "up", "start": "2023-11-14T22:13:20Z", "end": "2023-11-14T23:13:20Z", "step": "5m"}),
+        ("range", {"query": "up +", "start": "1700000000", "end": "1700003600", "step": "60"}),
+        ("format", {"query": "sum(rate(x[5m])) by (job)"}),
+        ("format", {"query": long_query}),
+        ("format", {"query": "foo{a=~'b'} offset 5m @ 100"}),
+        ("format", {"query": "sum(x"}),
+        ("format", {}),
+    ]
+
+
 # ---------------------------------------------------------------------------- remote write
 
 def uvarint(n):
@@ -397,6 +430,16 @@ def fmt_seconds(ms):
 
 
 def http_query(base, q, headers=None):
+    if "raw" in q:
+        path = {"instant": "/api/v1/query", "range": "/api/v1/query_range", "format": "/api/v1/format_query"}[q["kind"]]
+        req = urllib.request.Request(base + path + "?" + urllib.parse.urlencode(q["raw"]))
+        for k, v in (headers or {}).items():
+            req.add_header(k, v)
+        try:
+            with urllib.request.urlopen(req, timeout=120) as resp:
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as e:
+            return json.loads(e.read())
     if q["kind"] == "instant":
         params = {"query": q["query"], "time": fmt_seconds(q["time"])}
         path = "/api/v1/query"
@@ -441,10 +484,14 @@ def compare(q, p, s):
             diffs.append("error: prometheus %s %r vs starling %s %r" % (p.get("errorType"), p.get("error"), s.get("errorType"), s.get("error")))
         return diffs
     pd, sd = p["data"], s["data"]
-    if pd["resultType"] != sd["resultType"]:
+    if isinstance(pd, dict) and pd["resultType"] != sd["resultType"]:
         return ["resultType: %s vs %s" % (pd["resultType"], sd["resultType"])]
     if sorted(p.get("warnings", [])) != sorted(s.get("warnings", [])):
         diffs.append("warnings: %s vs %s" % (p.get("warnings"), s.get("warnings")))
+    if not isinstance(pd, dict):  # format_query returns a string
+        if pd != sd:
+            diffs.append("data: %r vs %r" % (pd, sd))
+        return diffs
     rt = pd["resultType"]
     if rt in ("scalar", "string"):
         if pd["result"][0] != sd["result"][0] or not values_equal(pd["result"][1], sd["result"][1]):
@@ -673,6 +720,8 @@ def main():
             queries.append({"id": len(queries), "query": text, "kind": "instant", "time": t})
         for (s, e, st) in RANGES:
             queries.append({"id": len(queries), "query": text, "kind": "range", "start": s, "end": e, "step": st})
+    for kind, raw in api_cases():
+        queries.append({"id": len(queries), "query": raw.get("query", ""), "kind": kind, "raw": raw})
     with open(os.path.join(workdir, "data.json"), "w") as f:
         json.dump({"series": [{"labels": l, "t": [p[0] for p in pts], "v": ["%x" % p[1] for p in pts]} for l, pts in series]}, f)
     with open(os.path.join(workdir, "queries.json"), "w") as f:
@@ -716,8 +765,12 @@ def main():
                 failing += 1
                 by_expr.setdefault(q["query"], 0)
                 by_expr[q["query"]] += 1
-                when = ("at %s" % fmt_seconds(q["time"])) if q["kind"] == "instant" else (
-                    "range %s..%s step %s" % (fmt_seconds(q["start"]), fmt_seconds(q["end"]), fmt_seconds(q["step"])))
+                if "raw" in q:
+                    when = "%s %s" % (q["kind"], q["raw"])
+                elif q["kind"] == "instant":
+                    when = "at %s" % fmt_seconds(q["time"])
+                else:
+                    when = "range %s..%s step %s" % (fmt_seconds(q["start"]), fmt_seconds(q["end"]), fmt_seconds(q["step"]))
                 report.append("%s [%s]\n    %s" % (q["query"], when, "\n    ".join(d[:5])))
         for r in report[:args.max_report]:
             print(r)

@@ -28,27 +28,36 @@ import Testing
             querier.add(labels, samples)
         }
         let queries = try JSONSerialization.jsonObject(with: Data(contentsOf: dir.appendingPathComponent("queries.json"))) as! [[String: Any]]
-        let engine = Engine()
+        // Through the API layer, as an HTTP request would go.
+        let api = PrometheusQueryAPI(engine: Engine())
+        func seconds(_ ms: Int64) -> String {
+            let frac = String(ms % 1000)
+            return "\(ms / 1000)." + String(repeating: "0", count: 3 - frac.count) + frac
+        }
         var out: [UInt8] = []
         for q in queries {
             let id = (q["id"] as! NSNumber).intValue
             let text = q["query"] as! String
-            var response: [UInt8]
-            do {
-                let r: QueryResult<PromValue>
-                if q["kind"] as! String == "instant" {
-                    r = try await engine.instantQuery(text, timeMs: (q["time"] as! NSNumber).int64Value, querier: querier)
-                } else {
-                    r = try await engine.rangeQuery(
-                        text, startMs: (q["start"] as! NSNumber).int64Value, endMs: (q["end"] as! NSNumber).int64Value,
-                        stepMs: (q["step"] as! NSNumber).int64Value, querier: querier)
+            let response: PrometheusQueryAPI.Response
+            if let raw = q["raw"] as? [String: String] {
+                let params = FormParameters(raw.map { ($0.key, $0.value) })
+                switch q["kind"] as! String {
+                case "instant": response = await api.query(params, nowMs: 0, querier: querier, clock: ContinuousClock())
+                case "range": response = await api.queryRange(params, querier: querier, clock: ContinuousClock())
+                default: response = api.formatQuery(params)
                 }
-                response = PrometheusJSON.queryResponse(r.value, warnings: r.warnings)
-            } catch {
-                response = PrometheusJSON.errorResponse(type: error.errorType, message: error.description)
+            } else if q["kind"] as! String == "instant" {
+                let params = FormParameters([("query", text), ("time", seconds((q["time"] as! NSNumber).int64Value))])
+                response = await api.query(params, nowMs: 0, querier: querier, clock: ContinuousClock())
+            } else {
+                let params = FormParameters([
+                    ("query", text), ("start", seconds((q["start"] as! NSNumber).int64Value)),
+                    ("end", seconds((q["end"] as! NSNumber).int64Value)), ("step", seconds((q["step"] as! NSNumber).int64Value)),
+                ])
+                response = await api.queryRange(params, querier: querier, clock: ContinuousClock())
             }
             out.append(contentsOf: #"{"id":\#(id),"response":"#.utf8)
-            out.append(contentsOf: response)
+            out.append(contentsOf: response.body)
             out.append(contentsOf: "}\n".utf8)
         }
         try Data(out).write(to: dir.appendingPathComponent("starling-results.jsonl"))

@@ -139,7 +139,7 @@ let package = Package(
             name: "StarlingNode",
             dependencies: [
                 "StarlingCore", "StarlingStorage", "StarlingRocksDB", "StarlingHTTP", "StarlingGossip",
-                "StarlingMembership", "StarlingIngest",
+                "StarlingMembership", "StarlingIngest", "StarlingPromQL",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),

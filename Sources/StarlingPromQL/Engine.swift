@@ -45,6 +45,7 @@ public struct Engine: Sendable {
         case .matrix(let series):
             result = .matrix(series.map { SeriesPoints(labels: $0.labels, samples: $0.samples) })
         }
+        try state.checkCanceledNow()
         return QueryResult(result, warnings: state.warnings)
     }
 

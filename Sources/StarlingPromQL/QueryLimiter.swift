@@ -27,7 +27,8 @@ public final class QueryLimiter: Sendable {
             throw .canceled
         }
         defer { slots.release() }
-        let cancellation = QueryCancellation()
+        let deadline = clock.now.advanced(by: timeout)
+        let cancellation = QueryCancellation(deadlinePassed: { clock.now >= deadline })
         let outcome: Result<T, PromQLError> = await withTaskGroup(of: Void.self) { group in
             group.addTask {
                 do {

@@ -7,23 +7,46 @@ import Synchronization
 public final class QueryCancellation: Sendable {
     public enum Reason: Sendable { case canceled, timeout }
     private let state = Mutex<Reason?>(nil)
+    private let deadlinePassed: (@Sendable () -> Bool)?
 
-    public init() {}
+    /// - Parameter deadlinePassed: asked at every cancellation check, true once the query's
+    ///   deadline has passed on the clock it runs under. A timer that cancels the query runs
+    ///   concurrently with it and may be late; this check makes a query that is still running
+    ///   past its deadline fail with `.timeout` at its next check, whatever the scheduling.
+    public init(deadlinePassed: (@Sendable () -> Bool)? = nil) {
+        self.deadlinePassed = deadlinePassed
+    }
 
     public func cancel(_ reason: Reason = .canceled) {
         state.withLock { if $0 == nil { $0 = reason } }
     }
 
-    public var reason: Reason? { state.withLock { $0 } }
+    public var reason: Reason? {
+        if let r = state.withLock({ $0 }) { return r }
+        if deadlinePassed?() == true {
+            cancel(.timeout)
+            return state.withLock { $0 }
+        }
+        return nil
+    }
 }
 
 /// Counters of limits being hit, for the node's `/metrics`.
 public final class PromQLMetrics: Sendable {
     private let counts = Mutex<[String: Int]>([:])
-    public init() {}
+    private let onLimitHit: (@Sendable (String) -> Void)?
+
+    /// - Parameter onLimitHit: also called on every hit, so the node can count it in its own
+    ///   metrics registry (this pure target knows no registry).
+    public init(onLimitHit: (@Sendable (String) -> Void)? = nil) {
+        self.onLimitHit = onLimitHit
+    }
 
     /// `limit` is one of `max_samples`, `timeout`, `max_points_per_series`.
-    public func limitHit(_ limit: String) { counts.withLock { $0[limit, default: 0] += 1 } }
+    public func limitHit(_ limit: String) {
+        counts.withLock { $0[limit, default: 0] += 1 }
+        onLimitHit?(limit)
+    }
 
     public var limitHits: [String: Int] { counts.withLock { $0 } }
 }

@@ -287,6 +287,12 @@ final class ManualTestClock: Clock, Sendable {
         }
     }
 
+    /// Waits (yielding) until some task sleeps on this clock, then advances it.
+    func advanceWhenWaiting(by d: Duration) async {
+        while state.withLock({ $0.sleepers.isEmpty }) { await Task.yield() }
+        await advanceIfWaiting(by: d)
+    }
+
     /// Advances the clock when a sleeper is waiting, waking those whose deadline passed.
     func advanceIfWaiting(by d: Duration) async {
         let due = state.withLock { s -> [CheckedContinuation<Void, any Error>] in

@@ -11,6 +11,7 @@ import StarlingGossip
 import StarlingHTTP
 import StarlingIngest
 import StarlingMembership
+import StarlingPromQL
 import Synchronization
 
 /// The composition root: builds every component of a node from a `NodeConfig` and runs them as
@@ -52,6 +53,19 @@ public struct StarlingNode: Sendable {
         limits.maxFutureSkewMs = c.maxFutureSkew.milliseconds
         limits.maxSeriesPerTenant = c.maxSeries
         return IngestRoutes.Settings(limits: limits, maxBodyBytes: c.maxBodyBytes, nodeLabels: c.nodeLabels)
+    }
+
+    /// The PromQL API with the node's query limits; limit hits are counted in
+    /// `starling_query_limit_hits_total{limit}`.
+    static func queryAPI(_ c: NodeConfig, metrics: StarlingMetrics) -> PrometheusQueryAPI {
+        var settings = EngineSettings()
+        settings.timeout = c.queryTimeout
+        settings.maxSamples = c.queryMaxSamples
+        settings.lookbackDeltaMs = c.queryLookbackDelta.milliseconds
+        let engineMetrics = PromQLMetrics(onLimitHit: { limit in
+            metrics.labeled("starling_query_limit_hits_total", help: "PromQL queries stopped by a limit, by limit (timeout, max_samples, max_points_per_series).", [("limit", limit)]).increment()
+        })
+        return PrometheusQueryAPI(engine: Engine(settings: settings, metrics: engineMetrics), limiter: QueryLimiter(maxConcurrent: c.queryMaxConcurrency))
     }
 
     /// Builds the node and runs it until SIGTERM/SIGINT (or a fatal error).
@@ -134,6 +148,11 @@ public struct StarlingNode: Sendable {
             AdminRoutes(authority: authority, metrics: metrics, executor: executor, nowMs: Self.wallClockMs).routes(),
             StorageAdminRoutes(database: { try storage.database() }, metrics: metrics, executor: executor, nowMs: Self.wallClockMs).routes(),
             ReadRoutes(querier: { try storage.database() }, metrics: metrics, executor: executor).routes(),
+            QueryRoutes(
+                querier: { try storage.database() }, api: Self.queryAPI(config, metrics: metrics), metrics: metrics, executor: executor,
+                nowMs: Self.wallClockMs,
+                buildInfo: .init(starlingVersion: StarlingVersion.version, revision: StarlingVersion.commit ?? "unknown", swiftVersion: StarlingVersion.swift)
+            ).routes(),
             ExportRoutes(querier: { try storage.database() }, metrics: metrics, executor: executor).routes(),
             IngestRoutes(settings: Self.ingestSettings(config), database: { try storage.database() }, metrics: metrics, executor: executor, nowMs: Self.wallClockMs).routes(),
             ClusterRoutes(source: GossipMembershipSource(gossip: gossip), metrics: metrics).routes(),

@@ -328,6 +328,19 @@ extension ConfigKey {
                   "Samples newer than now plus this are rejected (reason timestamp_too_new).",
                   apply: duration(\.maxFutureSkew, min: .seconds(1)), show: { .scalar(ConfigSyntax.format($0.maxFutureSkew)) }),
 
+        ConfigKey("query.timeout", default: "2m",
+                  "Longest a PromQL query may run; then it fails with 503 (errorType timeout). A request's timeout parameter can only lower it.",
+                  apply: duration(\.queryTimeout, min: .milliseconds(1)), show: { .scalar(ConfigSyntax.format($0.queryTimeout)) }),
+        ConfigKey("query.max_samples", default: "50000000",
+                  "Most samples one query may hold in memory at once; beyond it the query fails with 422 (counted in starling_query_limit_hits_total{limit=\"max_samples\"}).",
+                  apply: positiveInt(\.queryMaxSamples, 1...Int(Int32.max)), show: { .scalar(String($0.queryMaxSamples)) }),
+        ConfigKey("query.lookback_delta", default: "5m",
+                  "How far back an instant selector looks for the latest sample of a series.",
+                  apply: duration(\.queryLookbackDelta, min: .milliseconds(1)), show: { .scalar(ConfigSyntax.format($0.queryLookbackDelta)) }),
+        ConfigKey("query.max_concurrency", default: "20",
+                  "PromQL queries evaluated at once; later ones wait their turn.",
+                  apply: positiveInt(\.queryMaxConcurrency, 1...10_000), show: { .scalar(String($0.queryMaxConcurrency)) }),
+
         ConfigKey("log.level", env: "STARLING_LOG_LEVEL", flag: "--log-level", default: "info",
                   "Minimum log level: trace, debug (adds one line per HTTP request), info, notice, warning, error, critical.",
                   apply: { (c, v, s, k) throws(ConfigError) in

@@ -99,6 +99,22 @@ public struct NodeConfig: Sendable, Equatable {
     /// Samples newer than now plus this are rejected (timestamp_too_new). Default 1h of clock skew.
     public var maxFutureSkew: Duration = .seconds(3600)
 
+    // MARK: query (PromQL engine limits; defaults are Prometheus 2.42's)
+    /// Longest a PromQL query may run before it fails with 503 `timeout`; a request's `timeout`
+    /// parameter can only lower it. Default 2m (Prometheus `--query.timeout`).
+    public var queryTimeout: Duration = .seconds(120)
+    /// Most samples one query may hold in memory at once (points in the current range windows
+    /// plus result points); beyond it the query fails with 422. Default 50,000,000 (Prometheus
+    /// `--query.max-samples`), roughly 1 GB at worst: lower it on small machines.
+    public var queryMaxSamples: Int = 50_000_000
+    /// How far back an instant selector looks for the latest sample. Default 5m (Prometheus
+    /// `--query.lookback-delta`): longer bridges scrape gaps but keeps vanished series visible
+    /// longer.
+    public var queryLookbackDelta: Duration = .seconds(300)
+    /// Queries evaluated at once; later ones wait their turn. Default 20 (Prometheus
+    /// `--query.max-concurrency`).
+    public var queryMaxConcurrency: Int = 20
+
     // MARK: log
     /// Minimum level logged: trace, debug, info, notice, warning, error, critical. Default info.
     public var logLevel: Logger.Level = .info

@@ -107,6 +107,12 @@ struct HeadState {
         return hashCollisions.isEmpty ? nil : hashCollisions[labels]
     }
 
+    /// Counts every time chunk data leaves the head for the store (a chunk closed, an
+    /// out-of-order buffer flushed, a series evicted). A reader's store iterator is a snapshot:
+    /// one made before a move misses the moved chunk, which the head no longer holds, so
+    /// readers make a new iterator when this changed since theirs was made.
+    var chunkMoves: UInt64 = 0
+
     /// - Precondition: no series with `s.labels` is registered.
     mutating func register(_ s: HeadSeries) {
         if byHash[s.labelsHash] == nil { byHash[s.labelsHash] = s } else { hashCollisions[s.labels] = s }
@@ -114,6 +120,7 @@ struct HeadState {
     }
 
     mutating func evict(_ s: HeadSeries) {
+        chunkMoves &+= 1
         if byHash[s.labelsHash] === s { byHash[s.labelsHash] = nil } else { hashCollisions[s.labels] = nil }
         byID[s.id] = nil
         dirtySeries[s.id] = nil

@@ -46,24 +46,27 @@ extension TimeSeriesDB {
 
     /// The chunks of series `id` overlapping `[startMs, endMs]`: head chunks first, then the
     /// store's (see the read-path note on `TimeSeriesDB`). `iterator` caches the store iterator
-    /// across calls of one query.
-    func chunks(of id: SeriesID, startMs: Int64, endMs: Int64, iterator: inout (any KVIterator)?) throws -> [EncodedChunk] {
-        var out: [EncodedChunk] = head.withLock { h in
-            guard let s = h.byID[id] else { return [] }
+    /// across calls of one query; it is replaced when chunks left the head since it was made,
+    /// because its snapshot of the store would not hold them.
+    func chunks(of id: SeriesID, startMs: Int64, endMs: Int64, iterator: inout ChunkIteratorCache) throws -> [EncodedChunk] {
+        let (headChunks, moves): ([EncodedChunk], UInt64) = head.withLock { h in
+            guard let s = h.byID[id] else { return ([], h.chunkMoves) }
             var c: [EncodedChunk] = []
             if let open = s.open, open.maxTimeMs >= startMs, open.minTimeMs <= endMs { c.append(open.snapshot()) }
             let ooo = s.outOfOrder.filter { $0.timestampMs >= startMs && $0.timestampMs <= endMs }
             if !ooo.isEmpty { c += ChunkOps.encode(ooo, maxPerChunk: Int.max) }
-            return c
+            return (c, h.chunkMoves)
         }
+        var out = headChunks
         guard let range = blocks(startMs: startMs, endMs: endMs) else { return out }
         let it: any KVIterator
-        if let cached = iterator {
+        if let cached = iterator.iterator, iterator.chunkMoves == moves {
             it = cached
         } else {
-            // One iterator over the chunk keyspace serves every series and block of a query.
+            // One iterator over the chunk keyspace serves every series and block of a query,
+            // as long as no chunk moves from the head to the store meanwhile.
             it = try store.makeIterator(lowerBound: [Keyspace.chunkPrefix], upperBound: [Keyspace.chunkPrefix + 1])
-            iterator = it
+            iterator = ChunkIteratorCache(iterator: it, chunkMoves: moves)
         }
         for b in range {
             let prefix = Keyspace.chunkSeriesBlockPrefix(id: id, block: b)
@@ -98,7 +101,7 @@ extension TimeSeriesDB {
             ids = Postings.union(ids, try postings(set, startMs: startMs, endMs: endMs, shards: nil))
         }
         var found: [Labels] = []
-        var iterator: (any KVIterator)? = nil
+        var iterator = ChunkIteratorCache()
         for (id, labels) in try labels(for: ids) {
             guard matcherSets.isEmpty || matcherSets.contains(where: { $0.matches(labels) }) else { continue }
             if try !chunks(of: id, startMs: startMs, endMs: endMs, iterator: &iterator).isEmpty { found.append(labels) }
@@ -166,7 +169,7 @@ final class LocalSeriesSet: SeriesSet, @unchecked Sendable {
     private let limit: Int?
     private var index = 0
     private var returned = 0
-    private var iterator: (any KVIterator)? = nil
+    private var iterator = ChunkIteratorCache()
     private(set) var warnings: [String] = []
 
     init(db: TimeSeriesDB, items: [(SeriesID, Labels)], startMs: Int64, endMs: Int64, limit: Int?) {
@@ -192,7 +195,14 @@ final class LocalSeriesSet: SeriesSet, @unchecked Sendable {
             returned += 1
             return SeriesChunks(labels: labels, chunks: chunks)
         }
-        iterator = nil
+        iterator = ChunkIteratorCache()
         return nil
     }
+}
+
+/// A store iterator kept across the series of one read, with the head's `chunkMoves` count at
+/// the time it was made.
+struct ChunkIteratorCache {
+    var iterator: (any KVIterator)? = nil
+    var chunkMoves: UInt64 = 0
 }

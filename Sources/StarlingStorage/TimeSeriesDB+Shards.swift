@@ -102,7 +102,7 @@ extension TimeSeriesDB {
             }
         }
         var out: [SeriesChunks] = []
-        var iterator: (any KVIterator)? = nil
+        var iterator = ChunkIteratorCache()
         for (id, labels) in try labels(for: ids.map(\.rawValue).sorted()) {
             if let only, !only.contains(labels) { continue }
             let chunks = try chunks(of: id, startMs: startMs, endMs: endMs, iterator: &iterator)

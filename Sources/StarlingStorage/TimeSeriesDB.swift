@@ -424,6 +424,7 @@ public final class TimeSeriesDB: Querier, Sendable {
         out.put(Keyspace.chunkKey(id: s.id, block: s.openBlock, minTimeMs: chunk.minTimeMs, uniq: s.openUniq, kind: .inOrder),
                 Keyspace.chunkValue(chunk))
         h.stats.chunksWritten += 1
+        h.chunkMoves &+= 1
         s.open = nil
     }
 
@@ -443,6 +444,7 @@ public final class TimeSeriesDB: Querier, Sendable {
             start = end
         }
         s.outOfOrder.removeAll(keepingCapacity: false)
+        h.chunkMoves &+= 1
     }
 
     /// Writes chunks whose samples are already durable in the WAL. A failure is not the

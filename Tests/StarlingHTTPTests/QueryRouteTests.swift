@@ -109,6 +109,12 @@ import Testing
             try await client.execute(uri: "/api/v1/metadata?limit=x", method: .get, headers: bearer(reader)) { r in
                 #expect(r.status == .badRequest)
             }
+            try await client.execute(uri: "/api/v1/query_exemplars?query=up&start=0&end=1", method: .get, headers: bearer(reader)) { r in
+                #expect(String(buffer: r.body) == #"{"status":"success","data":[]}"#)
+            }
+            try await client.execute(uri: "/api/v1/query_exemplars?query=" + q("up{"), method: .get, headers: bearer(reader)) { r in
+                #expect(r.status == .badRequest)
+            }
         }
     }
 }

@@ -4,9 +4,9 @@ import StarlingCore
 import StarlingPromQL
 
 /// The PromQL part of the Prometheus HTTP API over any `Querier` (the local store today, the
-/// cluster fan-out later): `/api/v1/query`, `/api/v1/query_range`, `/api/v1/format_query` (GET
-/// with query parameters or POST with a form body), `/api/v1/metadata` and
-/// `/api/v1/status/buildinfo`. Reader role.
+/// cluster fan-out later): `/api/v1/query`, `/api/v1/query_range`, `/api/v1/format_query`,
+/// `/api/v1/query_exemplars` (GET with query parameters or POST with a form body),
+/// `/api/v1/metadata` and `/api/v1/status/buildinfo`. Reader role.
 ///
 /// The handlers only decode the request and write the answer: parameter rules, error texts and
 /// status codes live in `PrometheusQueryAPI` (pure, shared with the in-process comparison against
@@ -88,6 +88,18 @@ public struct QueryRoutes: Sendable {
             r.on("api/v1/format_query", method: method) { request, _ in
                 let params = try await Self.formParameters(request)
                 return Self.response(api.formatQuery(params))
+            }
+            r.on("api/v1/query_exemplars", method: method) { request, _ in
+                // Grafana asks for exemplars next to each query when its exemplar toggle is on.
+                // Starling stores none (remote write exemplars are skipped at ingest): the query
+                // is still validated, and the answer is Prometheus's empty list.
+                let params = try await Self.formParameters(request)
+                do throws(PromQLError) {
+                    _ = try api.engine.parse(params["query"] ?? "")
+                } catch {
+                    return Self.response(PrometheusQueryAPI.error(.badData(error.description)))
+                }
+                return Self.json(PrometheusJSON.success(rawData: Array("[]".utf8)))
             }
         }
         r.get("api/v1/metadata") { request, _ in

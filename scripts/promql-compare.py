@@ -8,7 +8,8 @@ times and steps against Prometheus and Starling, and reports every difference: l
 identical, values equal within 1e-9 relative, errors equal in type and text, instant vectors
 compared as sets except for sort()/sort_desc() whose order counts.
 
-Starling is reached either over HTTP (--starling-url, data pushed to its /api/v1/write) or,
+Starling is reached over HTTP: a running node (--starling-url, data pushed to its
+/api/v1/write), or a throw-away node this script starts (--starling-binary, what CI does); or,
 with --engine, in-process through the PromQL test harness (`swift test`), which needs no server.
 
 Only the Python standard library is used (remote write is encoded by hand: protobuf and a
@@ -18,6 +19,7 @@ Exit status: 0 when every answer matches, 1 when there are differences, 2 on set
 """
 
 import argparse
+import concurrent.futures
 import json
 import math
 import os
@@ -432,15 +434,8 @@ def fmt_seconds(ms):
 def http_query(base, q, headers=None):
     if "raw" in q:
         path = {"instant": "/api/v1/query", "range": "/api/v1/query_range", "format": "/api/v1/format_query"}[q["kind"]]
-        req = urllib.request.Request(base + path + "?" + urllib.parse.urlencode(q["raw"]))
-        for k, v in (headers or {}).items():
-            req.add_header(k, v)
-        try:
-            with urllib.request.urlopen(req, timeout=120) as resp:
-                return json.loads(resp.read())
-        except urllib.error.HTTPError as e:
-            return json.loads(e.read())
-    if q["kind"] == "instant":
+        params = q["raw"]
+    elif q["kind"] == "instant":
         params = {"query": q["query"], "time": fmt_seconds(q["time"])}
         path = "/api/v1/query"
     else:
@@ -568,6 +563,21 @@ def start_prometheus(binary, workdir):
     return proc, base
 
 
+def start_starling(binary, workdir, token):
+    """A throw-away single node. The data set lies in 2023: retention and the sample-age limit
+    are widened so that neither rejects it."""
+    port = free_port()
+    log = open(os.path.join(workdir, "starling.log"), "w")
+    env = dict(os.environ, STARLING_ADMIN_TOKEN=token)
+    proc = subprocess.Popen(
+        [binary, "serve", "--data-dir", os.path.join(workdir, "starling-data"), "--http", "127.0.0.1:%d" % port,
+         "--node-name", "compare", "--retention", "100y", "--set", "ingest.max_sample_age=100y"],
+        stdout=log, stderr=subprocess.STDOUT, env=env)
+    base = "http://127.0.0.1:%d" % port
+    wait_ready(base + "/readyz", proc, "starling", timeout=120)
+    return proc, base
+
+
 # ---------------------------------------------------------------------------- script checking
 
 def almost_equal(a, b):
@@ -646,7 +656,8 @@ def check_eval(prom, ev):
 def check_scripts(args, workdir):
     """Replays the conformance scripts on Prometheus: every expectation must hold there too."""
     env = dict(os.environ, PROMQL_SCRIPT_EXPORT=workdir)
-    r = subprocess.run(["swift", "test", "--filter", "ScriptTests/export"], cwd=args.package_dir, env=env)
+    r = subprocess.run(["swift", "test"] + (["--skip-build"] if args.skip_build else []) + ["--filter", "ScriptTests/export"],
+                       cwd=args.package_dir, env=env)
     if r.returncode != 0:
         print("script export failed", file=sys.stderr)
         return 2
@@ -694,6 +705,7 @@ def main():
     ap.add_argument("--prometheus-url", help="use an already running Prometheus holding this data set")
     mode = ap.add_mutually_exclusive_group(required=True)
     mode.add_argument("--starling-url", help="a running Starling node (data is pushed to its /api/v1/write)")
+    mode.add_argument("--starling-binary", help="start this `starling` executable as a throw-away node and compare over HTTP")
     mode.add_argument("--engine", action="store_true", help="evaluate in-process through `swift test` (no server)")
     mode.add_argument("--check-scripts", action="store_true",
                       help="replay the conformance scripts' expectations on Prometheus instead")
@@ -702,6 +714,8 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--workdir", help="keep artifacts here (default: a temporary directory)")
     ap.add_argument("--package-dir", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+    ap.add_argument("--parallel", type=int, default=4, help="queries in flight at once")
+    ap.add_argument("--skip-build", action="store_true", help="pass --skip-build to `swift test` (tests already built)")
     ap.add_argument("--max-report", type=int, default=200, help="differences printed at most")
     args = ap.parse_args()
 
@@ -730,7 +744,11 @@ def main():
         len(series), sum(len(p) for _, p in series), len(queries), len(query_set()), workdir), flush=True)
 
     proc = None
+    node = None
     try:
+        if args.starling_binary:
+            args.starling_token = args.starling_token or "promql-compare-token-0123456789"
+            node, args.starling_url = start_starling(args.starling_binary, workdir, args.starling_token)
         if args.prometheus_url:
             prom = args.prometheus_url
         else:
@@ -739,7 +757,8 @@ def main():
         auth = {"Authorization": "Bearer " + args.starling_token} if args.starling_token else {}
         if args.engine:
             env = dict(os.environ, PROMQL_COMPARE_DIR=workdir)
-            r = subprocess.run(["swift", "test", "--filter", "CompareHarness"], cwd=args.package_dir, env=env)
+            r = subprocess.run(["swift", "test"] + (["--skip-build"] if args.skip_build else []) + ["--filter", "CompareHarness"],
+                               cwd=args.package_dir, env=env)
             if r.returncode != 0:
                 print("engine harness failed", file=sys.stderr)
                 return 2
@@ -756,9 +775,16 @@ def main():
         failing = 0
         report = []
         by_expr = {}
-        for q in queries:
+        def answers(q):
             p = http_query(prom, q)
             s = starling[q["id"]] if starling is not None else http_query(args.starling_url, q, auth)
+            return p, s
+
+        # Several queries in flight: both servers answer concurrently, which also exercises
+        # Starling's query concurrency. Results are compared in query order.
+        with concurrent.futures.ThreadPoolExecutor(max_workers=args.parallel) as pool:
+            results = list(pool.map(answers, queries))
+        for q, (p, s) in zip(queries, results):
             d = compare(q, p, s)
             total += 1
             if d:
@@ -777,12 +803,14 @@ def main():
         print("\n%d of %d evaluations differ (%d expressions)." % (failing, total, len(by_expr)))
         return 1 if failing else 0
     finally:
-        if proc is not None:
-            proc.send_signal(signal.SIGTERM)
+        for p in (proc, node):
+            if p is None:
+                continue
+            p.send_signal(signal.SIGTERM)
             try:
-                proc.wait(timeout=30)
+                p.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                p.kill()
         if not args.workdir:
             shutil.rmtree(workdir, ignore_errors=True)
 

@@ -118,6 +118,19 @@ public final class StarlingMetrics: Sendable {
         labeled("starling_ingest_rejected_samples_total", help: "Samples rejected at ingest, by protocol and reason (a request refused whole, e.g. body_too_large, counts 1).", [("protocol", proto), ("reason", reason)]).increment(by: Int64(n))
     }
 
+    /// Series label cache outcomes of one request (`SeriesLabelCache`).
+    public func seriesCache(hits: Int, misses: Int, evictions: Int) {
+        if hits > 0 {
+            labeled("starling_ingest_series_cache_hits_total", help: "Series whose labels came from the ingest series cache (no label parsing or validation).", []).increment(by: Int64(hits))
+        }
+        if misses > 0 {
+            labeled("starling_ingest_series_cache_misses_total", help: "Series looked up in the ingest series cache and not found (labels built and validated).", []).increment(by: Int64(misses))
+        }
+        if evictions > 0 {
+            labeled("starling_ingest_series_cache_evictions_total", help: "Entries dropped from the ingest series cache to stay within its memory bound or context limit.", []).increment(by: Int64(evictions))
+        }
+    }
+
     /// A labelled counter from the cache. `name` is the full metric name.
     public func labeled(_ name: String, help: String, _ labels: [(String, String)]) -> Counter {
         let key = name + labels.map { "\u{0}" + $0.0 + "=" + $0.1 }.joined()

@@ -37,6 +37,12 @@ public struct IngestResult: Sendable {
     public var ignoredMetadata: Int = 0
     /// Lines read (line protocol, JSON import), comments and blank lines included.
     public var lines: Int = 0
+    /// Series whose labels came from / missed / were evicted from the `SeriesLabelCache` while
+    /// decoding this request (all 0 without a cache): what the HTTP shell adds to
+    /// `starling_ingest_series_cache_{hits,misses,evictions}_total`.
+    public var seriesCacheHits: Int = 0
+    public var seriesCacheMisses: Int = 0
+    public var seriesCacheEvictions: Int = 0
 
     public init() {}
 

@@ -103,12 +103,15 @@ public struct LineProtocolParser {
     ///     timestamp window.
     ///   - db: the `db` query argument (`/write`) or `bucket` (`/api/v2/write`), if any.
     ///   - enricher: static labels for this node / agent token.
+    ///   - cache: the node's series label cache, keyed by the measurement and tag set as written
+    ///     plus the field key (under the same naming, `db`, limits and enrichment).
     public init(
         precision: InfluxPrecision = .nanoseconds, nowMs: Int64, limits: IngestLimits = .default,
-        naming: InfluxNaming = InfluxNaming(), db: String? = nil, enricher: Enricher = .none
+        naming: InfluxNaming = InfluxNaming(), db: String? = nil, enricher: Enricher = .none,
+        cache: SeriesLabelCache? = nil
     ) {
         let handler = InfluxLineHandler(
-            precision: precision, nowMs: nowMs, limits: limits, naming: naming, db: db, enricher: enricher)
+            precision: precision, nowMs: nowMs, limits: limits, naming: naming, db: db, enricher: enricher, cache: cache)
         stream = LineStream(maxLineBytes: limits.maxInfluxLineBytes, handler: handler)
     }
 
@@ -130,9 +133,11 @@ public struct LineProtocolParser {
     /// Parses a whole body at once.
     public static func parse(
         _ body: [UInt8], precision: InfluxPrecision = .nanoseconds, nowMs: Int64, limits: IngestLimits = .default,
-        naming: InfluxNaming = InfluxNaming(), db: String? = nil, enricher: Enricher = .none
+        naming: InfluxNaming = InfluxNaming(), db: String? = nil, enricher: Enricher = .none,
+        cache: SeriesLabelCache? = nil
     ) -> IngestResult {
-        var p = LineProtocolParser(precision: precision, nowMs: nowMs, limits: limits, naming: naming, db: db, enricher: enricher)
+        var p = LineProtocolParser(
+            precision: precision, nowMs: nowMs, limits: limits, naming: naming, db: db, enricher: enricher, cache: cache)
         p.feed(body)
         return p.finish()
     }
@@ -152,6 +157,11 @@ struct InfluxLineHandler: LineHandler {
     var acc: ResultAccumulator
     private var builder = SeriesLabelsBuilder()
     private var fields: [Field] = []
+    private var cache: (SeriesLabelCache, SeriesLabelCache.Context)? = nil
+    /// The current field's cache key: a byte telling whether the name is the measurement alone,
+    /// the length of the raw measurement and tag set, those bytes, then the raw field key. The
+    /// line's part is written once per line.
+    private var cacheKey: [UInt8] = []
 
     struct Field {
         var keyStart: Int
@@ -160,7 +170,10 @@ struct InfluxLineHandler: LineHandler {
         var value: Double
     }
 
-    init(precision: InfluxPrecision, nowMs: Int64, limits: IngestLimits, naming: InfluxNaming, db: String?, enricher: Enricher) {
+    init(
+        precision: InfluxPrecision, nowMs: Int64, limits: IngestLimits, naming: InfluxNaming, db: String?, enricher: Enricher,
+        cache: SeriesLabelCache? = nil
+    ) {
         self.precision = precision
         self.nowMs = nowMs
         self.limits = limits
@@ -172,6 +185,17 @@ struct InfluxLineHandler: LineHandler {
         self.rules = LabelRules(limits: limits, namePolicy: naming.namePolicy, enricher: enricher)
         self.acc = ResultAccumulator(maxReportedErrors: limits.maxReportedErrors)
         fields.reserveCapacity(16)
+        if let cache, cache.isEnabled {
+            var d = ContextDescriptor(protocol: 2, rules: rules)
+            d.append(naming.measurementFieldSeparator)
+            d.append(naming.skipSingleField)
+            d.append(naming.skipMeasurement)
+            d.append(optional: dbLabel)
+            d.append(optional: self.db)
+            let (context, evicted) = cache.context(d.bytes)
+            self.cache = (cache, context)
+            acc.result.seriesCacheEvictions += evicted
+        }
     }
 
     mutating func handleTooLong(number: Int) {
@@ -294,6 +318,7 @@ struct InfluxLineHandler: LineHandler {
                 reason: .malformedInput, column: i + 1,
                 message: i < n ? "unexpected byte \(quoteForError(UnsafeRawBufferPointer(rebasing: p[i..<i + 1]))) after the tag set" : "missing field set")
         }
+        let tagSetEnd = i
         while i < n, p[i] == 0x20 { i += 1 }
         if i == n {
             throw LineError(reason: .malformedInput, column: i + 1, message: "missing field set")
@@ -404,7 +429,37 @@ struct InfluxLineHandler: LineHandler {
         // Series go straight into the result; a failure on a later field takes the line's
         // earlier series back out (a line is atomic).
         let mark = acc.result.series.count
+        var keyPrefix = 0
+        if cache != nil {
+            cacheKey.removeAll(keepingCapacity: true)
+            cacheKey.append(useMeasurementOnly ? 1 : 0)
+            var len = UInt64(tagSetEnd - measurementStart)
+            while len >= 0x80 {
+                cacheKey.append(UInt8(truncatingIfNeeded: len) | 0x80)
+                len >>= 7
+            }
+            cacheKey.append(UInt8(len))
+            cacheKey.append(contentsOf: UnsafeRawBufferPointer(rebasing: p[measurementStart..<tagSetEnd]))
+            keyPrefix = cacheKey.count
+        }
         for f in fields {
+            var cacheHash: UInt64 = 0
+            if let (cache, context) = cache {
+                cacheKey.removeLast(cacheKey.count - keyPrefix)
+                cacheKey.append(contentsOf: UnsafeRawBufferPointer(rebasing: p[f.keyStart..<f.keyEnd]))
+                var evicted = 0
+                let hit = cacheKey.withUnsafeBytes { key -> Labels? in
+                    cacheHash = SeriesLabelCache.hash(key, context)
+                    return cache.lookup(key, hash: cacheHash, context: context, evicted: &evicted)
+                }
+                acc.result.seriesCacheEvictions += evicted
+                if let labels = hit {
+                    acc.result.seriesCacheHits += 1
+                    acc.accept(SeriesSamples(labels: labels, samples: [Sample(timestampMs, f.value)]))
+                    continue
+                }
+                acc.result.seriesCacheMisses += 1
+            }
             builder.truncate(pairs: tagPairs, scratch: tagScratch)
             let nameStart = builder.scratch.count
             builder.scratch.append(contentsOf: SeriesLabelsBuilder.metricNameBytes)
@@ -421,6 +476,10 @@ struct InfluxLineHandler: LineHandler {
             builder.pairs.append(.init(nameStart: nameStart, nameEnd: valueStart, valueStart: valueStart, valueEnd: builder.scratch.count))
             switch builder.build(rules) {
             case .success(let labels):
+                if let (cache, context) = cache {
+                    let evicted = cacheKey.withUnsafeBytes { cache.insert($0, hash: cacheHash, context: context, labels: labels) }
+                    acc.result.seriesCacheEvictions += evicted
+                }
                 acc.accept(SeriesSamples(labels: labels, samples: [Sample(timestampMs, f.value)]))
             case .failure(let failure):
                 acc.result.series.removeLast(acc.result.series.count - mark)

@@ -24,11 +24,20 @@ public enum RemoteWriteDecoder {
     ///   - nowMs: the node's clock, reference of the timestamp window.
     ///   - namePolicy: `.reject` by default (Prometheus clients send valid names; see `NamePolicy`).
     ///   - enricher: static labels for this node / agent token.
+    ///   - cache: the node's series label cache; a series whose label fields are byte-for-byte
+    ///     those of an earlier accepted series (under the same limits, policy and enrichment)
+    ///     takes that series' `Labels` without decoding or validating them again.
     public static func decode(
         _ body: UnsafeRawBufferPointer, nowMs: Int64, limits: IngestLimits = .default, namePolicy: NamePolicy = .reject,
-        enricher: Enricher = .none
+        enricher: Enricher = .none, cache: SeriesLabelCache? = nil
     ) -> IngestResult {
-        var d = Decoder(body, nowMs: nowMs, limits: limits, rules: LabelRules(limits: limits, namePolicy: namePolicy, enricher: enricher))
+        let rules = LabelRules(limits: limits, namePolicy: namePolicy, enricher: enricher)
+        var d = Decoder(body, nowMs: nowMs, limits: limits, rules: rules)
+        if let cache, cache.isEnabled {
+            let (context, evicted) = cache.context(ContextDescriptor(protocol: 1, rules: rules).bytes)
+            d.cache = (cache, context)
+            d.acc.result.seriesCacheEvictions += evicted
+        }
         do {
             try d.decodeWriteRequest()
         } catch {
@@ -48,9 +57,9 @@ public enum RemoteWriteDecoder {
 
     public static func decode(
         _ body: [UInt8], nowMs: Int64, limits: IngestLimits = .default, namePolicy: NamePolicy = .reject,
-        enricher: Enricher = .none
+        enricher: Enricher = .none, cache: SeriesLabelCache? = nil
     ) -> IngestResult {
-        body.withUnsafeBytes { decode($0, nowMs: nowMs, limits: limits, namePolicy: namePolicy, enricher: enricher) }
+        body.withUnsafeBytes { decode($0, nowMs: nowMs, limits: limits, namePolicy: namePolicy, enricher: enricher, cache: cache) }
     }
 
     struct Decoder {
@@ -63,6 +72,9 @@ public enum RemoteWriteDecoder {
         var currentSeries: Int? = nil
         /// Byte ranges of the current series' Sample messages (reused across series).
         var sampleRanges: [Range<Int>] = []
+        /// Byte ranges of the current series' Label messages (reused across series).
+        var labelRanges: [Range<Int>] = []
+        var cache: (SeriesLabelCache, SeriesLabelCache.Context)? = nil
 
         init(_ p: UnsafeRawBufferPointer, nowMs: Int64, limits: IngestLimits, rules: LabelRules) {
             self.p = p
@@ -94,11 +106,19 @@ public enum RemoteWriteDecoder {
 
         /// One pass over a TimeSeries collects its labels and the ranges of its samples; the
         /// samples are decoded into an exactly-sized array once the label set is known valid.
+        ///
+        /// The label fields are only located in that pass; when they are contiguous (every
+        /// client writes all labels before the samples) their raw bytes, tags included, are the
+        /// cache key, and a hit skips decoding them.
         mutating func decodeTimeSeries(_ range: Range<Int>, index: Int) throws(ProtoReader.WireError) {
             builder.reset()
             sampleRanges.removeAll(keepingCapacity: true)
+            labelRanges.removeAll(keepingCapacity: true)
+            var rawStart = range.lowerBound, rawEnd = range.lowerBound
+            var contiguous = true
             var r = ProtoReader(p, from: range.lowerBound, to: range.upperBound)
             while !r.isAtEnd {
+                let tagOffset = r.i
                 let (field, wire) = try r.readTag()
                 guard wire == .lengthDelimited, field <= 4 else {
                     try r.skip(wire, field: field)
@@ -106,7 +126,10 @@ public enum RemoteWriteDecoder {
                 }
                 let body = try r.readLengthDelimited()
                 switch field {
-                case 1: try decodeLabel(body)
+                case 1:
+                    if labelRanges.isEmpty { rawStart = tagOffset } else if tagOffset != rawEnd { contiguous = false }
+                    rawEnd = body.upperBound
+                    labelRanges.append(body)
                 case 2: sampleRanges.append(body)
                 case 3: acc.result.ignoredExemplars += 1
                 case 4: acc.result.ignoredHistograms += 1
@@ -114,20 +137,45 @@ public enum RemoteWriteDecoder {
                 }
             }
             let sampleCount = sampleRanges.count
-            if sampleCount == 0 { return }
-
-            let labels: Labels
-            switch builder.build(rules) {
-            case .success(let l):
-                labels = l
-            case .failure(let f):
-                acc.reject(
-                    f.reason, samples: sampleCount,
-                    location: IngestLocation(seriesIndex: index, labels: builder.describe(), byteOffset: range.lowerBound),
-                    message: f.message)
-                // The samples still have to be well-formed for the request to be.
-                for body in sampleRanges { _ = try decodeSample(body) }
+            if sampleCount == 0 {
+                // Nothing to store, but the labels must still be well-formed for the request to be.
+                try decodeLabels()
                 return
+            }
+
+            var cached: Labels? = nil
+            var cacheKey: (UnsafeRawBufferPointer, UInt64)? = nil
+            if let (cache, context) = cache, contiguous, !labelRanges.isEmpty {
+                let key = UnsafeRawBufferPointer(rebasing: p[rawStart..<rawEnd])
+                let h = SeriesLabelCache.hash(key, context)
+                cached = cache.lookup(key, hash: h, context: context, evicted: &acc.result.seriesCacheEvictions)
+                if cached == nil {
+                    acc.result.seriesCacheMisses += 1
+                    cacheKey = (key, h)
+                } else {
+                    acc.result.seriesCacheHits += 1
+                }
+            }
+            let labels: Labels
+            if let cached {
+                labels = cached
+            } else {
+                try decodeLabels()
+                switch builder.build(rules) {
+                case .success(let l):
+                    labels = l
+                    if let (cache, context) = cache, let (key, h) = cacheKey {
+                        acc.result.seriesCacheEvictions += cache.insert(key, hash: h, context: context, labels: l)
+                    }
+                case .failure(let f):
+                    acc.reject(
+                        f.reason, samples: sampleCount,
+                        location: IngestLocation(seriesIndex: index, labels: builder.describe(), byteOffset: range.lowerBound),
+                        message: f.message)
+                    // The samples still have to be well-formed for the request to be.
+                    for body in sampleRanges { _ = try decodeSample(body) }
+                    return
+                }
             }
 
             var samples: [Sample] = []
@@ -146,6 +194,11 @@ public enum RemoteWriteDecoder {
                     samples.append(s)
                 }
             }
+            if (tooOld > 0 || tooNew > 0) && cached != nil {
+                // Error messages name the labels as sent: decode them (rare path).
+                builder.reset()
+                try decodeLabels()
+            }
             if tooOld > 0 {
                 acc.reject(
                     .timestampTooOld, samples: tooOld,
@@ -159,6 +212,10 @@ public enum RemoteWriteDecoder {
                     message: "\(tooNew) sample(s) later than the limit (\(window.upperBound) ms, now + \(limits.maxFutureSkewMs ?? 0) ms), first at \(firstNew) ms")
             }
             if !samples.isEmpty { acc.accept(SeriesSamples(labels: labels, samples: samples)) }
+        }
+
+        mutating func decodeLabels() throws(ProtoReader.WireError) {
+            for k in labelRanges.indices { try decodeLabel(labelRanges[k]) }
         }
 
         /// Label { string name = 1; string value = 2; } — last occurrence wins, as in proto3.

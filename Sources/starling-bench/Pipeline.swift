@@ -30,6 +30,9 @@ struct PipelineCommand: ParsableCommand {
     @Option(help: "Line protocol: lines per request.")
     var linesPerRequest = 1_000
 
+    @Flag(help: "Decode without the series label cache (as before it existed).")
+    var noSeriesCache = false
+
     func run() throws {
         let spec = workload.spec()
         var settings = EncodingSettings()
@@ -43,6 +46,7 @@ struct PipelineCommand: ParsableCommand {
         let store = try RocksDBStore(path: dataDir)
         let db = try TimeSeriesDB(store: store, nowMs: spec.endMs)
         let limits = IngestLimits.default
+        let cache = SeriesLabelCache(settings: .init(maxBytes: noSeriesCache ? 0 : SeriesLabelCache.Settings().maxBytes))
         var unwrapCPU = 0.0, decodeCPU = 0.0, appendCPU = 0.0
         var accepted = 0
         let wallStart = ContinuousClock.now
@@ -52,8 +56,8 @@ struct PipelineCommand: ParsableCommand {
             let t1 = threadCPUSeconds()
             let result: IngestResult
             switch proto {
-            case .remoteWrite: result = RemoteWriteDecoder.decode(raw, nowMs: spec.endMs, limits: limits)
-            case .influx: result = LineProtocolParser.parse(raw, precision: .milliseconds, nowMs: spec.endMs, limits: limits)
+            case .remoteWrite: result = RemoteWriteDecoder.decode(raw, nowMs: spec.endMs, limits: limits, cache: cache)
+            case .influx: result = LineProtocolParser.parse(raw, precision: .milliseconds, nowMs: spec.endMs, limits: limits, cache: cache)
             }
             let t2 = threadCPUSeconds()
             let report = try db.append(result.series, nowMs: spec.endMs)
@@ -69,6 +73,8 @@ struct PipelineCommand: ParsableCommand {
             format: "accepted %d samples; CPU µs/sample: body %.3f, decode %.3f, append %.3f, total %.3f → %@ samples/s per core (wall %.1f s)",
             accepted, unwrapCPU * 1e6 / n, decodeCPU * 1e6 / n, appendCPU * 1e6 / n, (unwrapCPU + decodeCPU + appendCPU) * 1e6 / n,
             ReportTable.fmtInt(n / (unwrapCPU + decodeCPU + appendCPU)), wall))
+        let cs = cache.statistics
+        log("series cache: \(cs.hits) hits, \(cs.misses) misses, \(cs.evictions) evictions, \(cs.entries) entries, \(cs.bytes / 1024) KiB")
         try db.close(nowMs: spec.endMs)
     }
 

@@ -31,11 +31,18 @@ public struct IngestRoutes: Sendable {
         public var maxBodyBytes: Int
         /// Per-node enrichment labels (fill in labels the sender did not set).
         public var nodeLabels: [String: String]
+        /// The series label cache shared by remote write and line protocol requests (see
+        /// `SeriesLabelCache.Settings` for its bound, default 64 MiB).
+        public var seriesCache: SeriesLabelCache.Settings
 
-        public init(limits: IngestLimits = .default, maxBodyBytes: Int = 32 << 20, nodeLabels: [String: String] = [:]) {
+        public init(
+            limits: IngestLimits = .default, maxBodyBytes: Int = 32 << 20, nodeLabels: [String: String] = [:],
+            seriesCache: SeriesLabelCache.Settings = SeriesLabelCache.Settings()
+        ) {
             self.limits = limits
             self.maxBodyBytes = maxBodyBytes
             self.nodeLabels = nodeLabels
+            self.seriesCache = seriesCache
         }
     }
 
@@ -50,6 +57,8 @@ public struct IngestRoutes: Sendable {
     let metrics: StarlingMetrics
     let executor: BlockingExecutor
     let nowMs: @Sendable () -> Int64
+    /// Raw label bytes → validated labels, for every request this route collection serves.
+    public let seriesCache: SeriesLabelCache
 
     public init(settings: Settings, database: @escaping @Sendable () throws -> TimeSeriesDB, metrics: StarlingMetrics, executor: BlockingExecutor, nowMs: @escaping @Sendable () -> Int64) {
         self.settings = settings
@@ -57,6 +66,7 @@ public struct IngestRoutes: Sendable {
         self.metrics = metrics
         self.executor = executor
         self.nowMs = nowMs
+        self.seriesCache = SeriesLabelCache(settings: settings.seriesCache)
     }
 
     public func routes() -> RouteCollection<StarlingRequestContext> {
@@ -115,6 +125,7 @@ public struct IngestRoutes: Sendable {
         }
         let limits = settings.limits
         let nowMs = self.nowMs
+        let cache = seriesCache
 
         // 3 + 4. Decode and store, off the cooperative pool.
         let outcome: Outcome = try await executor.run {
@@ -130,9 +141,10 @@ public struct IngestRoutes: Sendable {
             var result: IngestResult
             switch format {
             case .remoteWrite:
-                result = RemoteWriteDecoder.decode(decoded, nowMs: now, limits: limits, enricher: enricher)
+                result = RemoteWriteDecoder.decode(decoded, nowMs: now, limits: limits, enricher: enricher, cache: cache)
             case .influx:
-                result = LineProtocolParser.parse(decoded, precision: precision, nowMs: now, limits: limits, db: dbName, enricher: enricher)
+                result = LineProtocolParser.parse(
+                    decoded, precision: precision, nowMs: now, limits: limits, db: dbName, enricher: enricher, cache: cache)
             case .jsonImport:
                 result = JSONImportParser.parse(decoded, nowMs: now, limits: limits, enricher: enricher)
             }
@@ -151,6 +163,7 @@ public struct IngestRoutes: Sendable {
             return reject(proto, error, status: status)
         case .stored(let result, let report):
             metrics.ingestSamples(protocol: proto, report.accepted)
+            metrics.seriesCache(hits: result.seriesCacheHits, misses: result.seriesCacheMisses, evictions: result.seriesCacheEvictions)
             for (reason, n) in result.rejectedSamplesByReason { metrics.ingestRejected(protocol: proto, reason: reason.rawValue, max(n, 1)) }
             if result.isSuccess {
                 metrics.ingestRequest(protocol: proto, outcome: "ok")

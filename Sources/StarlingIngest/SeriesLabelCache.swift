@@ -71,20 +71,56 @@ public final class SeriesLabelCache: Sendable {
         let epoch: UInt64
     }
 
-    final class Entry: Sendable {
-        let key: [UInt8]
+    struct EntryHeader {
         let context: UInt32
+        let keyCount: Int
         let labels: Labels
         let cost: Int
-        init(key: [UInt8], context: UInt32, labels: Labels) {
-            self.key = key
-            self.context = context
-            self.labels = labels
-            self.cost = key.count + labels.bytes.count + SeriesLabelCache.entryOverheadBytes
+    }
+
+    /// One allocation holding the header and the key bytes, so a hit touches one object (plus
+    /// the labels' buffer, which the caller retains anyway) instead of chasing a key array too.
+    /// Immutable after `make`.
+    final class Entry: ManagedBuffer<EntryHeader, UInt8> {
+        static func make(key: UnsafeRawBufferPointer, context: UInt32, labels: Labels) -> Entry {
+            let cost = key.count + labels.bytes.count + SeriesLabelCache.entryOverheadBytes
+            let e = Entry.create(minimumCapacity: key.count) { _ in
+                EntryHeader(context: context, keyCount: key.count, labels: labels, cost: cost)
+            } as! Entry
+            e.withUnsafeMutablePointerToElements { p in
+                if let base = key.baseAddress { p.update(from: base.assumingMemoryBound(to: UInt8.self), count: key.count) }
+            }
+            return e
+        }
+
+        var context: UInt32 { header.context }
+        var labels: Labels { header.labels }
+        var cost: Int { header.cost }
+
+        /// Whether the stored key is exactly `b`.
+        @inline(__always)
+        func keyEquals(_ b: UnsafeRawBufferPointer) -> Bool {
+            let n = header.keyCount
+            guard n == b.count else { return false }
+            return withUnsafeMutablePointerToElements { p in
+                let x = UnsafeRawPointer(p)
+                var i = 0
+                while i + 8 <= n {
+                    if x.loadUnaligned(fromByteOffset: i, as: UInt64.self) != b.loadUnaligned(fromByteOffset: i, as: UInt64.self) { return false }
+                    i += 8
+                }
+                while i < n {
+                    if x.load(fromByteOffset: i, as: UInt8.self) != b[i] { return false }
+                    i += 1
+                }
+                return true
+            }
         }
     }
 
-    struct State {
+    /// `@unchecked Sendable`: only reached through the mutex; entries are immutable after
+    /// `Entry.make` (the checker does not take a `ManagedBuffer` subclass as Sendable).
+    struct State: @unchecked Sendable {
         var current: [UInt64: Entry] = [:]
         var previous: [UInt64: Entry] = [:]
         var currentBytes = 0
@@ -145,11 +181,11 @@ public final class SeriesLabelCache: Sendable {
     func lookup(_ key: UnsafeRawBufferPointer, hash: UInt64, context: Context, evicted: inout Int) -> Labels? {
         state.withLock { s -> Labels? in
             if context.epoch == s.epoch {
-                if let e = s.current[hash], e.context == context.id, Self.equal(e.key, key) {
+                if let e = s.current[hash], e.context == context.id, e.keyEquals(key) {
                     s.stats.hits += 1
                     return e.labels
                 }
-                if let e = s.previous[hash], e.context == context.id, Self.equal(e.key, key) {
+                if let e = s.previous[hash], e.context == context.id, e.keyEquals(key) {
                     // Promote, so a series still being sent survives the next rotation.
                     s.previous[hash] = nil
                     s.previousBytes -= e.cost
@@ -167,7 +203,7 @@ public final class SeriesLabelCache: Sendable {
     /// were evicted to make room.
     @discardableResult
     func insert(_ key: UnsafeRawBufferPointer, hash: UInt64, context: Context, labels: Labels) -> Int {
-        let e = Entry(key: Array(key), context: context.id, labels: labels)
+        let e = Entry.make(key: key, context: context.id, labels: labels)
         if e.cost > settings.maxBytes / 2 { return 0 }
         return state.withLock { s in
             guard context.epoch == s.epoch else { return 0 }
@@ -193,24 +229,6 @@ public final class SeriesLabelCache: Sendable {
         }
         s.currentBytes += e.cost
         return evicted
-    }
-
-    @inline(__always)
-    private static func equal(_ a: [UInt8], _ b: UnsafeRawBufferPointer) -> Bool {
-        guard a.count == b.count else { return false }
-        return a.withUnsafeBytes { x in
-            let n = x.count
-            var i = 0
-            while i + 8 <= n {
-                if x.loadUnaligned(fromByteOffset: i, as: UInt64.self) != b.loadUnaligned(fromByteOffset: i, as: UInt64.self) { return false }
-                i += 8
-            }
-            while i < n {
-                if x[i] != b[i] { return false }
-                i += 1
-            }
-            return true
-        }
     }
 }
 

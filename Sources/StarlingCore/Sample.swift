@@ -62,11 +62,28 @@ extension Duration {
 /// A series' label set with samples to write: what ingest decoders produce and the storage and
 /// replication layers consume.
 public struct SeriesSamples: Sendable {
-    public var labels: Labels
+    public var labels: Labels {
+        didSet { knownLabelsHash = nil }
+    }
     public var samples: [Sample]
+    /// `labels.stableHash` when the producer already had it (the ingest series cache), so the
+    /// deduplication and storage lookups downstream do not hash ~200 label bytes again per series.
+    private var knownLabelsHash: UInt64?
 
     public init(labels: Labels, samples: [Sample]) {
         self.labels = labels
         self.samples = samples
+        self.knownLabelsHash = nil
     }
+
+    /// - Precondition: `labelsHash == labels.stableHash` (checked in debug builds).
+    public init(labels: Labels, labelsHash: UInt64, samples: [Sample]) {
+        assert(labelsHash == labels.stableHash, "SeriesSamples: labelsHash is not the labels' stableHash")
+        self.labels = labels
+        self.samples = samples
+        self.knownLabelsHash = labelsHash
+    }
+
+    /// `labels.stableHash`: the one given at creation if any, else computed now.
+    public var labelsHash: UInt64 { knownLabelsHash ?? labels.stableHash }
 }

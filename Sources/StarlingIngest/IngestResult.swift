@@ -182,10 +182,11 @@ enum BatchDeduplicator {
     /// different values are all kept: storage decides which wins. Cost: one XXH64 of the label
     /// bytes and one dictionary probe per entry when there is more than one, and a linear scan of
     /// each series' samples when they are already strictly increasing (the common case).
-    /// `hash` is replaceable so tests can force collisions. Works in place: the caller's array
+    /// `hash` is replaceable so tests can force collisions; by default each entry's `labelsHash`
+    /// (known from the series cache, else computed). Works in place: the caller's array
     /// is uniquely owned, so nothing is copied unless two entries actually merge.
     static func mergeAndDeduplicate(
-        _ series: inout [SeriesSamples], hash: (Labels) -> UInt64 = { $0.stableHash }
+        _ series: inout [SeriesSamples], hash: ((Labels) -> UInt64)? = nil
     ) -> Int {
         if series.count > 1 {
             // Keyed by the labels' stable XXH64 (cheaper than hashing the bytes through
@@ -198,7 +199,7 @@ enum BatchDeduplicator {
             // Entries are compacted towards the front: `w` is the next free slot.
             var w = 0
             for k in series.indices {
-                let h = hash(series[k].labels)
+                let h = hash?(series[k].labels) ?? series[k].labelsHash
                 var existing: Int? = nil
                 let first = index[h]
                 if let i = first {

@@ -448,14 +448,14 @@ struct InfluxLineHandler: LineHandler {
                 cacheKey.removeLast(cacheKey.count - keyPrefix)
                 cacheKey.append(contentsOf: UnsafeRawBufferPointer(rebasing: p[f.keyStart..<f.keyEnd]))
                 var evicted = 0
-                let hit = cacheKey.withUnsafeBytes { key -> Labels? in
+                let hit = cacheKey.withUnsafeBytes { key -> SeriesLabelCache.Hit? in
                     cacheHash = SeriesLabelCache.hash(key, context)
                     return cache.lookup(key, hash: cacheHash, context: context, evicted: &evicted)
                 }
                 acc.result.seriesCacheEvictions += evicted
-                if let labels = hit {
+                if let hit {
                     acc.result.seriesCacheHits += 1
-                    acc.accept(SeriesSamples(labels: labels, samples: [Sample(timestampMs, f.value)]))
+                    acc.accept(SeriesSamples(labels: hit.labels, labelsHash: hit.labelsHash, samples: [Sample(timestampMs, f.value)]))
                     continue
                 }
                 acc.result.seriesCacheMisses += 1
@@ -477,10 +477,12 @@ struct InfluxLineHandler: LineHandler {
             switch builder.build(rules) {
             case .success(let labels):
                 if let (cache, context) = cache {
-                    let evicted = cacheKey.withUnsafeBytes { cache.insert($0, hash: cacheHash, context: context, labels: labels) }
+                    let (evicted, labelsHash) = cacheKey.withUnsafeBytes { cache.insert($0, hash: cacheHash, context: context, labels: labels) }
                     acc.result.seriesCacheEvictions += evicted
+                    acc.accept(SeriesSamples(labels: labels, labelsHash: labelsHash, samples: [Sample(timestampMs, f.value)]))
+                } else {
+                    acc.accept(SeriesSamples(labels: labels, samples: [Sample(timestampMs, f.value)]))
                 }
-                acc.accept(SeriesSamples(labels: labels, samples: [Sample(timestampMs, f.value)]))
             case .failure(let failure):
                 acc.result.series.removeLast(acc.result.series.count - mark)
                 throw LineError(reason: failure.reason, column: f.keyStart + 1, message: failure.message)

@@ -143,7 +143,7 @@ public enum RemoteWriteDecoder {
                 return
             }
 
-            var cached: Labels? = nil
+            var cached: SeriesLabelCache.Hit? = nil
             var cacheKey: (UnsafeRawBufferPointer, UInt64)? = nil
             if let (cache, context) = cache, contiguous, !labelRanges.isEmpty {
                 let key = UnsafeRawBufferPointer(rebasing: p[rawStart..<rawEnd])
@@ -157,15 +157,19 @@ public enum RemoteWriteDecoder {
                 }
             }
             let labels: Labels
+            var labelsHash: UInt64? = nil
             if let cached {
-                labels = cached
+                labels = cached.labels
+                labelsHash = cached.labelsHash
             } else {
                 try decodeLabels()
                 switch builder.build(rules) {
                 case .success(let l):
                     labels = l
                     if let (cache, context) = cache, let (key, h) = cacheKey {
-                        acc.result.seriesCacheEvictions += cache.insert(key, hash: h, context: context, labels: l)
+                        let (evicted, hash) = cache.insert(key, hash: h, context: context, labels: l)
+                        acc.result.seriesCacheEvictions += evicted
+                        labelsHash = hash
                     }
                 case .failure(let f):
                     acc.reject(
@@ -211,7 +215,13 @@ public enum RemoteWriteDecoder {
                     location: IngestLocation(seriesIndex: index, labels: builder.describe()),
                     message: "\(tooNew) sample(s) later than the limit (\(window.upperBound) ms, now + \(limits.maxFutureSkewMs ?? 0) ms), first at \(firstNew) ms")
             }
-            if !samples.isEmpty { acc.accept(SeriesSamples(labels: labels, samples: samples)) }
+            if !samples.isEmpty {
+                if let labelsHash {
+                    acc.accept(SeriesSamples(labels: labels, labelsHash: labelsHash, samples: samples))
+                } else {
+                    acc.accept(SeriesSamples(labels: labels, samples: samples))
+                }
+            }
         }
 
         mutating func decodeLabels() throws(ProtoReader.WireError) {

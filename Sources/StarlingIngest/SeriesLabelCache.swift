@@ -75,6 +75,8 @@ public final class SeriesLabelCache: Sendable {
         let context: UInt32
         let keyCount: Int
         let labels: Labels
+        /// `labels.stableHash`, computed once at insert and handed to every hit.
+        let labelsHash: UInt64
         let cost: Int
     }
 
@@ -85,7 +87,7 @@ public final class SeriesLabelCache: Sendable {
         static func make(key: UnsafeRawBufferPointer, context: UInt32, labels: Labels) -> Entry {
             let cost = key.count + labels.bytes.count + SeriesLabelCache.entryOverheadBytes
             let e = Entry.create(minimumCapacity: key.count) { _ in
-                EntryHeader(context: context, keyCount: key.count, labels: labels, cost: cost)
+                EntryHeader(context: context, keyCount: key.count, labels: labels, labelsHash: labels.stableHash, cost: cost)
             } as! Entry
             e.withUnsafeMutablePointerToElements { p in
                 if let base = key.baseAddress { p.update(from: base.assumingMemoryBound(to: UInt8.self), count: key.count) }
@@ -95,6 +97,7 @@ public final class SeriesLabelCache: Sendable {
 
         var context: UInt32 { header.context }
         var labels: Labels { header.labels }
+        var labelsHash: UInt64 { header.labelsHash }
         var cost: Int { header.cost }
 
         /// Whether the stored key is exactly `b`.
@@ -176,14 +179,20 @@ public final class SeriesLabelCache: Sendable {
         XXH64.hash(key, seed: UInt64(context.id) &+ (context.epoch << 32))
     }
 
+    /// A hit: the labels and their `stableHash`.
+    struct Hit {
+        let labels: Labels
+        let labelsHash: UInt64
+    }
+
     /// The labels cached for exactly `key` under `context`, or nil (a miss, counted); `evicted`
     /// grows by the entries dropped when a hit promoted from the previous generation.
-    func lookup(_ key: UnsafeRawBufferPointer, hash: UInt64, context: Context, evicted: inout Int) -> Labels? {
-        state.withLock { s -> Labels? in
+    func lookup(_ key: UnsafeRawBufferPointer, hash: UInt64, context: Context, evicted: inout Int) -> Hit? {
+        state.withLock { s -> Hit? in
             if context.epoch == s.epoch {
                 if let e = s.current[hash], e.context == context.id, e.keyEquals(key) {
                     s.stats.hits += 1
-                    return e.labels
+                    return Hit(labels: e.labels, labelsHash: e.labelsHash)
                 }
                 if let e = s.previous[hash], e.context == context.id, e.keyEquals(key) {
                     // Promote, so a series still being sent survives the next rotation.
@@ -191,7 +200,7 @@ public final class SeriesLabelCache: Sendable {
                     s.previousBytes -= e.cost
                     evicted += Self.put(e, hash: hash, into: &s, maxBytes: settings.maxBytes)
                     s.stats.hits += 1
-                    return e.labels
+                    return Hit(labels: e.labels, labelsHash: e.labelsHash)
                 }
             }
             s.stats.misses += 1
@@ -200,15 +209,17 @@ public final class SeriesLabelCache: Sendable {
     }
 
     /// Caches `labels` as the result of building `key` under `context`; returns how many entries
-    /// were evicted to make room.
+    /// were evicted to make room, and the labels' `stableHash` (computed here once).
     @discardableResult
-    func insert(_ key: UnsafeRawBufferPointer, hash: UInt64, context: Context, labels: Labels) -> Int {
+    func insert(_ key: UnsafeRawBufferPointer, hash: UInt64, context: Context, labels: Labels) -> (evicted: Int, labelsHash: UInt64) {
         let e = Entry.make(key: key, context: context.id, labels: labels)
-        if e.cost > settings.maxBytes / 2 { return 0 }
-        return state.withLock { s in
+        let labelsHash = e.labelsHash
+        if e.cost > settings.maxBytes / 2 { return (0, labelsHash) }
+        let evicted = state.withLock { s in
             guard context.epoch == s.epoch else { return 0 }
             return Self.put(e, hash: hash, into: &s, maxBytes: settings.maxBytes)
         }
+        return (evicted, labelsHash)
     }
 
     private static func put(_ e: Entry, hash: UInt64, into s: inout State, maxBytes: Int) -> Int {

@@ -197,7 +197,7 @@ public final class TimeSeriesDB: Querier, Sendable {
                 if samples.isEmpty { continue }
 
                 let series: HeadSeries
-                let labelsHash = item.labels.stableHash
+                let labelsHash = item.labelsHash
                 if let s = h.series(item.labels, hash: labelsHash) {
                     series = s
                 } else {

@@ -63,6 +63,8 @@ struct SeriesLabelCacheTests {
         #expect(a.seriesCacheMisses == 2 && a.seriesCacheHits == 0)
         #expect(b.seriesCacheHits == 2 && b.seriesCacheMisses == 0)
         #expect(b.series.map(\.labels) == [L(["__name__": "up", "job": "a"]), L(["__name__": "up", "job": "b"])])
+        // Hits hand their labels' hash downstream (deduplication, storage): it must be theirs.
+        for x in a.series + b.series { #expect(x.labelsHash == x.labels.stableHash) }
         for (x, y) in zip(a.series, b.series) {
             let same = x.labels.bytes.withUnsafeBytes { p in y.labels.bytes.withUnsafeBytes { q in p.baseAddress == q.baseAddress } }
             #expect(same)
@@ -153,14 +155,14 @@ struct SeriesLabelCacheTests {
         let (c1, _) = cache.context([1])
         let a: [UInt8] = Array("series-a".utf8), b: [UInt8] = Array("series-b".utf8)
         a.withUnsafeBytes { _ = cache.insert($0, hash: 42, context: c1, labels: L(["__name__": "a"])) }
-        #expect(a.withUnsafeBytes { cache.lookup($0, hash: 42, context: c1, evicted: &ev) } == L(["__name__": "a"]))
-        #expect(b.withUnsafeBytes { cache.lookup($0, hash: 42, context: c1, evicted: &ev) } == nil)
+        #expect(a.withUnsafeBytes { cache.lookup($0, hash: 42, context: c1, evicted: &ev)?.labels } == L(["__name__": "a"]))
+        #expect(b.withUnsafeBytes { cache.lookup($0, hash: 42, context: c1, evicted: &ev)?.labels } == nil)
         let (c2, _) = cache.context([2])
-        #expect(a.withUnsafeBytes { cache.lookup($0, hash: 42, context: c2, evicted: &ev) } == nil)
+        #expect(a.withUnsafeBytes { cache.lookup($0, hash: 42, context: c2, evicted: &ev)?.labels } == nil)
         let (_, evicted) = cache.context([3])  // over maxContexts: everything goes
         #expect(evicted == 1)
         let (c1Again, _) = cache.context([1])
-        #expect(a.withUnsafeBytes { cache.lookup($0, hash: 42, context: c1, evicted: &ev) } == nil)
-        #expect(a.withUnsafeBytes { cache.lookup($0, hash: 42, context: c1Again, evicted: &ev) } == nil)
+        #expect(a.withUnsafeBytes { cache.lookup($0, hash: 42, context: c1, evicted: &ev)?.labels } == nil)
+        #expect(a.withUnsafeBytes { cache.lookup($0, hash: 42, context: c1Again, evicted: &ev)?.labels } == nil)
     }
 }

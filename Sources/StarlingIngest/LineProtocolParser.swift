@@ -433,12 +433,7 @@ struct InfluxLineHandler: LineHandler {
         if cache != nil {
             cacheKey.removeAll(keepingCapacity: true)
             cacheKey.append(useMeasurementOnly ? 1 : 0)
-            var len = UInt64(tagSetEnd - measurementStart)
-            while len >= 0x80 {
-                cacheKey.append(UInt8(truncatingIfNeeded: len) | 0x80)
-                len >>= 7
-            }
-            cacheKey.append(UInt8(len))
+            cacheKey.appendUVarint(UInt64(tagSetEnd - measurementStart))
             cacheKey.append(contentsOf: UnsafeRawBufferPointer(rebasing: p[measurementStart..<tagSetEnd]))
             keyPrefix = cacheKey.count
         }

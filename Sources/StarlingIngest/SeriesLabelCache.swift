@@ -266,14 +266,7 @@ struct ContextDescriptor {
         }
     }
 
-    mutating func append(_ n: Int) {
-        var v = UInt64(bitPattern: Int64(n))
-        while v >= 0x80 {
-            bytes.append(UInt8(truncatingIfNeeded: v) | 0x80)
-            v >>= 7
-        }
-        bytes.append(UInt8(v))
-    }
+    mutating func append(_ n: Int) { bytes.appendUVarint(UInt64(bitPattern: Int64(n))) }
 
     mutating func append(_ b: [UInt8]) {
         append(b.count)

@@ -571,10 +571,17 @@ def start_starling(binary, workdir, token):
     env = dict(os.environ, STARLING_ADMIN_TOKEN=token)
     proc = subprocess.Popen(
         [binary, "serve", "--data-dir", os.path.join(workdir, "starling-data"), "--http", "127.0.0.1:%d" % port,
-         "--node-name", "compare", "--retention", "100y", "--set", "ingest.max_sample_age=100y"],
+         "--gossip", "127.0.0.1:0", "--node-name", "compare", "--retention", "100y",
+         "--set", "ingest.max_sample_age=100y"],
         stdout=log, stderr=subprocess.STDOUT, env=env)
     base = "http://127.0.0.1:%d" % port
-    wait_ready(base + "/readyz", proc, "starling", timeout=120)
+    try:
+        wait_ready(base + "/readyz", proc, "starling", timeout=120)
+    except RuntimeError:
+        log.flush()
+        with open(os.path.join(workdir, "starling.log")) as f:
+            sys.stderr.write(f.read()[-4000:])
+        raise
     return proc, base
 
 

@@ -430,7 +430,10 @@ public actor GossipService: Service {
     /// node keeps retrying its seeds, and each later round is only worth a debug line.
     func logStartedAlone() {
         let seeds = configuration.seeds.map(\.description).joined(separator: ",")
-        if instance.stats.joinsEndedAlone <= 1 {
+        if instance.liveCount > 1 {
+            logger.info("join ended: the seeds reach only this node, and other members already joined through it",
+                        metadata: ["seeds": "\(seeds)", "members": "\(instance.liveCount)"])
+        } else if instance.stats.joinsEndedAlone <= 1 {
             logger.notice("the seeds reach only this node: starting a new cluster; the seeds stay polled with backoff, so peers that start later merge",
                           metadata: ["seeds": "\(seeds)"])
         } else {

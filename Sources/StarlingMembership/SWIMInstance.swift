@@ -802,12 +802,13 @@ public struct SWIMInstance<Random: SeededRandom>: Sendable {
         stats.pushPullsFailed += 1
         if isJoin, var j = join {
             j.pending = max(0, j.pending - 1)
-            if j.pending == 0 && j.reachedSelf && liveOthers == 0 {
+            if j.pending == 0 && j.reachedSelf {
                 // Every seed was this node or unreachable: it is the first node of its cluster
-                // (the seed-0 of a Compose file or a StatefulSet that lists itself). Stop
-                // joining; being alone, it keeps going back to the seeds with backoff, so a
-                // peer that was merely not up yet is found and the clusters merge.
-                stats.joinsEndedAlone += 1
+                // (the seed-0 of a Compose file or a StatefulSet that lists itself), or others
+                // already joined through it. Stop joining; if alone, it keeps going back to the
+                // seeds with backoff, so a peer that was merely not up yet is found and the
+                // clusters merge.
+                if liveOthers == 0 { stats.joinsEndedAlone += 1 }
                 aloneJoinAttempts = j.attempt
                 join = nil
                 return finish(nowMs: nowMs, &out)

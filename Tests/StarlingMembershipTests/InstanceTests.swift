@@ -317,6 +317,26 @@ import Testing
         #expect(b.allMembers.map(\.id) == [a.myself.id, b.myself.id])
     }
 
+    /// The first node's seeds reach only itself, but a peer joined through it in the meantime:
+    /// its join ends (it is in a cluster), without counting as starting alone.
+    @Test func seedListOfItselfEndsTheJoinWhenOthersJoinedThroughIt() throws {
+        var a = Self.make(1, settings: .localTest)
+        var b = Self.make(2, settings: .localTest)
+        let service = GossipAddress(host: "starling", port: 7946)
+        let d = a.join(seeds: [service], nowMs: 0)
+        let frames = d.compactMap { if case .pushPull(_, true, let f) = $0 { f } else { nil } }
+        try #require(frames.count == 1)
+        // b joins through a before a's own push-pull comes back.
+        let bFrames = b.join(seeds: [a.myself.address], nowMs: 1).compactMap { if case .pushPull(_, true, let f) = $0 { f } else { nil } }
+        let (bReply, _) = a.onPushPullRequest(try #require(bFrames.first), from: b.myself.address, nowMs: 2)
+        _ = b.onPushPullResponse(bReply!, from: a.myself.address, join: true, nowMs: 3)
+        #expect(a.isJoining)
+        _ = a.onPushPullReachedSelf(to: service, join: true, nowMs: 4)
+        #expect(!a.isJoining)
+        #expect(a.stats.joinsEndedAlone == 0)
+        #expect(a.liveCount == 2 && !b.isJoining)
+    }
+
     @Test func joinRetriesWithBackoffThenSucceeds() throws {
         var a = Self.make(1, settings: .localTest)
         var b = Self.make(2, settings: .localTest)

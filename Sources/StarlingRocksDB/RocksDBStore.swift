@@ -64,6 +64,13 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
         let filter = rocksdb_filterpolicy_create_bloom_full(10)!
         rocksdb_block_based_options_set_filter_policy(table, filter)
         rocksdb_block_based_options_set_cache_index_and_filter_blocks(table, 1)
+        // Index entries carry each data block's first key (`kBinarySearchWithFirstKey`; the C
+        // header names only types 0–2). A seek or step that lands on a block whose first key is
+        // already past the iterator's upper bound then ends without reading the block. Without
+        // it, reads of the chunk keyspace that end at its last key loaded the following block —
+        // often one multi-MB WAL record, larger than a block-cache shard, so decompressed again
+        // on every query (measured: 34 LZ4 decodes of a 4.9 MB block per instant query).
+        rocksdb_block_based_options_set_index_type(table, 3)
         rocksdb_options_set_block_based_table_factory(opts, table)
 
         var err: UnsafeMutablePointer<CChar>? = nil

@@ -58,7 +58,17 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
         rocksdb_options_set_bottommost_compression(opts, Int32(rocksdb_zstd_compression))
 
         let table = rocksdb_block_based_options_create()!
-        let cache = rocksdb_cache_create_lru(o.blockCacheBytes)!
+        // Few, large cache shards. A data block holding one big value (a WAL record of a large
+        // ingest batch: ~5 MB measured for a remote-write push) cannot stay in a shard smaller
+        // than itself; RocksDB's default of 64 shards gives 4 MiB each at 256 MiB. Such a block
+        // sits right after the last chunk keys, so queries reading the end of the chunk keyspace
+        // loaded it, LZ4-decoded it again every time, and evicted their shard's ordinary blocks
+        // when inserting it. Shards of at least `minimumCacheShardBytes` keep it cached.
+        let cacheOptions = rocksdb_lru_cache_options_create()!
+        rocksdb_lru_cache_options_set_capacity(cacheOptions, o.blockCacheBytes)
+        rocksdb_lru_cache_options_set_num_shard_bits(cacheOptions, Self.cacheShardBits(capacityBytes: o.blockCacheBytes))
+        let cache = rocksdb_cache_create_lru_opts(cacheOptions)!
+        rocksdb_lru_cache_options_destroy(cacheOptions)
         rocksdb_block_based_options_set_block_cache(table, cache)
         rocksdb_block_based_options_set_block_size(table, 16 << 10)
         let filter = rocksdb_filterpolicy_create_bloom_full(10)!
@@ -107,6 +117,19 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
         // The filter policy is owned by the table options once set.
         rocksdb_block_based_options_destroy(tableOptions)
         rocksdb_cache_destroy(cache)
+    }
+
+    /// Smallest block-cache shard, bytes: larger than any single data block expected in
+    /// practice (a block grows to hold one value, and WAL records of big batches reach MBs).
+    /// Fewer shards mean more lock sharing between reader threads, which is cheap on few cores.
+    static let minimumCacheShardBytes = 32 << 20
+
+    /// Shard bits (0…6, RocksDB's default is 6) such that each shard holds at least
+    /// `minimumCacheShardBytes`.
+    static func cacheShardBits(capacityBytes: Int) -> Int32 {
+        var bits: Int32 = 0
+        while bits < 6 && (capacityBytes >> (bits + 1)) >= minimumCacheShardBytes { bits += 1 }
+        return bits
     }
 
     /// Runs a C call that may set `errptr`, turning the error into a thrown `StoreError`.

@@ -14,7 +14,7 @@ public final class NodeProcess: @unchecked Sendable {
     public let dataDir: String
     public let logPath: String
     public let name: String
-    private var process: Process?
+    private var process: ChildProcess?
     private var arguments: [String]
     private var environment: [String: String]
     /// How many times the process has been started (each start appends to the same log).
@@ -58,39 +58,31 @@ public final class NodeProcess: @unchecked Sendable {
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         log.seekToEndOfFile()
         log.write(Data("----- start #\(starts + 1) of \(name): \(executable) \(arguments.joined(separator: " "))\n".utf8))
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: executable)
-        p.arguments = arguments
+        try log.close()
         var env = ProcessInfo.processInfo.environment
         for (k, v) in environment { env[k] = v }
-        p.environment = env
-        p.standardOutput = log
-        p.standardError = log
-        p.standardInput = FileHandle.nullDevice
-        try p.run()
+        let p = try ChildProcess(executable: executable, arguments: arguments, environment: env, outputPath: logPath)
         process = p
         starts += 1
     }
 
-    public var pid: Int32? { process?.processIdentifier }
+    public var pid: Int32? { process?.pid }
     public var isRunning: Bool { process?.isRunning ?? false }
 
     /// Sends `signal` (SIGKILL for a crash, SIGTERM for a graceful stop).
     public func signal(_ sig: Int32) {
-        guard let p = process, p.isRunning else { return }
-        kill(p.processIdentifier, sig)
+        process?.signal(sig)
     }
 
     /// Waits until the process has exited (polling, bounded) and returns its status.
     @discardableResult
     public func waitForExit(timeout: Duration = .seconds(60)) async throws -> Int32 {
         guard let p = process else { return 0 }
-        let deadline = ContinuousClock.now + timeout
-        while p.isRunning {
-            if ContinuousClock.now > deadline { throw NodeProcessError.timeout("\(name) did not exit within \(timeout)") }
-            try await Task.sleep(for: .milliseconds(20))
+        do {
+            return try await p.waitForExit(timeout: timeout)
+        } catch is ChildProcessError {
+            throw NodeProcessError.timeout("\(name) did not exit within \(timeout)")
         }
-        return p.terminationStatus
     }
 
     /// Kills the process hard and waits for it: what `kill -9` does to a node.
@@ -101,10 +93,7 @@ public final class NodeProcess: @unchecked Sendable {
 
     /// Stops the process if it still runs (SIGKILL) and removes its data unless `keepData`.
     public func cleanup(keepData: Bool = false) {
-        if let p = process, p.isRunning {
-            kill(p.processIdentifier, SIGKILL)
-            p.waitUntilExit()
-        }
+        process?.killAndReap()
         if !keepData {
             try? FileManager.default.removeItem(atPath: dataDir)
             try? FileManager.default.removeItem(atPath: logPath)
@@ -126,8 +115,8 @@ public final class NodeProcess: @unchecked Sendable {
             if let line = tail.split(separator: "\n").first(where: { l in fragments.allSatisfy { l.contains($0) } }) {
                 return String(line)
             }
-            if let p = process, !p.isRunning {
-                throw NodeProcessError.exited("\(name) exited with status \(p.terminationStatus) before logging \(fragments)")
+            if let p = process, let status = p.terminationStatus {
+                throw NodeProcessError.exited("\(name) exited with status \(status) before logging \(fragments)")
             }
             if ContinuousClock.now > deadline { throw NodeProcessError.timeout("\(name) did not log \(fragments) within \(timeout)") }
             try await Task.sleep(for: .milliseconds(25))

@@ -102,23 +102,8 @@ import Testing
 
 /// Runs the `starling` binary to completion and returns its exit status and combined output.
 func runCLI(_ args: [String], environment: [String: String] = [:]) throws -> (status: Int32, output: String) {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: NodeProcess.starlingBinary())
-    p.arguments = args
     var env = ProcessInfo.processInfo.environment
     env.removeValue(forKey: "STARLING_TOKEN")
     for (k, v) in environment { env[k] = v }
-    p.environment = env
-    let dir = NodeProcess.temporaryDirectory("starling-cli")
-    defer { try? FileManager.default.removeItem(atPath: dir) }
-    let out = dir + "/out"
-    _ = FileManager.default.createFile(atPath: out, contents: nil)
-    let h = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
-    p.standardOutput = h
-    p.standardError = h
-    try p.run()
-    p.waitUntilExit()
-    try h.close()
-    let text = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
-    return (p.terminationStatus, text)
+    return try ChildProcess.runBlocking(NodeProcess.starlingBinary(), args, environment: env)
 }

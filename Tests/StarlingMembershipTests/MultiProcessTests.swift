@@ -1,5 +1,6 @@
 import Foundation
 import StarlingMembership
+import StarlingTestKit
 import Synchronization
 import Testing
 
@@ -10,76 +11,67 @@ import Testing
 /// real `starling serve` processes, observed through the HTTP API, and the loopback detection
 /// figures are in `StarlingIntegrationTests/ClusterMembershipTests`.
 @Suite(.serialized) struct MultiProcessTests {
-    final class NodeProcess: @unchecked Sendable {
+    /// One `starling-gossip-node`: its output (stdout and stderr) goes to a file, which the
+    /// accessors read on from where they stopped, so the view is as fresh as the last line the
+    /// node wrote. Nothing watches the process in the background.
+    final class NodeProcess: Sendable {
         let name: String
         let id: String
-        let process = Process()
+        let process: ChildProcess
+        let outputPath: String
         final class Store: Sendable {
             struct State {
                 var view: [String: (kind: String, status: String, incarnation: UInt64)] = [:]
                 var address: String?
                 var log: [String] = []
-                var events: [(ms: Int64, line: String)] = []
+                var events: [String] = []
+                var offset: UInt64 = 0
+                var partial = Data()
             }
             let m = Mutex(State())
             func withLock<T>(_ body: (inout State) -> T) -> T { m.withLock { body(&$0) } }
         }
         let state = Store()
-        final class Buffer: Sendable { let m = Mutex(Data()) }
-        let started = ContinuousClock.now
 
         init(binary: URL, name: String, id: String, args: [String]) throws {
             self.name = name
             self.id = id
-            process.executableURL = binary
-            process.arguments = ["--node-name", name, "--node-id", id] + args
-            let out = Pipe(), err = Pipe()
-            process.standardOutput = out
-            process.standardError = err
-            let readLines: (FileHandle, @escaping @Sendable (String) -> Void) -> Void = { handle, sink in
-                let buffer = Buffer()
-                handle.readabilityHandler = { h in
-                    let chunk = h.availableData
-                    if chunk.isEmpty { h.readabilityHandler = nil; return }
-                    let lines: [String] = buffer.m.withLock { b in
-                        b.append(chunk)
-                        var out: [String] = []
-                        while let nl = b.firstIndex(of: 0x0A) {
-                            out.append(String(decoding: b[b.startIndex..<nl], as: UTF8.self))
-                            b.removeSubrange(b.startIndex...nl)
-                        }
-                        return out
-                    }
-                    for l in lines { sink(l) }
-                }
-            }
-            let t0 = started
-            readLines(out.fileHandleForReading) { [state] line in
-                let parts = line.split(separator: " ").map(String.init)
-                let ms = Int64((ContinuousClock.now - t0).components.seconds * 1_000
-                    + (ContinuousClock.now - t0).components.attoseconds / 1_000_000_000_000_000)
-                state.withLock { s in
-                    s.log.append("out: " + line)
+            outputPath = FileManager.default.temporaryDirectory.appendingPathComponent("gossip-\(name)-\(UUID().uuidString.prefix(8)).out").path
+            process = try ChildProcess(executable: binary.path, arguments: ["--node-name", name, "--node-id", id] + args, outputPath: outputPath)
+        }
+
+        deinit { try? FileManager.default.removeItem(atPath: outputPath) }
+
+        /// Reads the lines written since the last call and applies them to the view.
+        private func refresh() {
+            state.withLock { s in
+                guard let handle = FileHandle(forReadingAtPath: outputPath) else { return }
+                defer { try? handle.close() }
+                try? handle.seek(toOffset: s.offset)
+                guard let chunk = try? handle.readToEnd(), !chunk.isEmpty else { return }
+                s.offset += UInt64(chunk.count)
+                s.partial.append(chunk)
+                while let nl = s.partial.firstIndex(of: 0x0A) {
+                    let line = String(decoding: s.partial[s.partial.startIndex..<nl], as: UTF8.self)
+                    s.partial.removeSubrange(s.partial.startIndex...nl)
+                    s.log.append(line)
+                    let parts = line.split(separator: " ").map(String.init)
                     if parts.first == "READY", parts.count == 3 { s.address = parts[2] }
                     if parts.first == "EVENT", parts.count == 7 {
-                        s.events.append((ms, line))
+                        s.events.append(line)
                         s.view[parts[3]] = (parts[2], parts[6], UInt64(parts[5]) ?? 0)
                     }
                 }
             }
-            readLines(err.fileHandleForReading) { [state] line in state.withLock { $0.log.append("err: " + line) } }
-            try process.run()
         }
 
-        var address: String? { state.withLock { $0.address } }
-        func status(of member: String) -> String? { state.withLock { $0.view[member]?.status } }
-        func incarnation(of member: String) -> UInt64? { state.withLock { $0.view[member]?.incarnation } }
-        var log: [String] { state.withLock { $0.log } }
-        func signal(_ s: Int32) { kill(process.processIdentifier, s) }
-        func stop() {
-            if process.isRunning { signal(SIGKILL) }
-            process.waitUntilExit()
-        }
+        var address: String? { refresh(); return state.withLock { $0.address } }
+        func status(of member: String) -> String? { refresh(); return state.withLock { $0.view[member]?.status } }
+        func incarnation(of member: String) -> UInt64? { refresh(); return state.withLock { $0.view[member]?.incarnation } }
+        var log: [String] { refresh(); return state.withLock { $0.log } }
+        var events: [String] { refresh(); return state.withLock { $0.events } }
+        func signal(_ s: Int32) { process.signal(s) }
+        func stop() { process.killAndReap() }
     }
 
     static var binary: URL {
@@ -160,9 +152,11 @@ import Testing
         nodes[2].signal(SIGTERM)
         let remaining = [nodes[0], nodes[1], nodes[3], nodes[4]]
         #expect(await Self.eventually(30_000) { Self.allSee(remaining, "p2", ["left"]) }, Self.logs(nodes))
-        nodes[2].process.waitUntilExit()
-        #expect(nodes[2].process.terminationStatus == 0, Self.logs(nodes))
-        let sawDead = remaining.contains { n in n.state.withLock { s in s.events.contains { $0.line.contains(" dead p2 ") } } }
+        // Poll: a blocking wait would hold one of the cooperative pool's two threads for the
+        // whole graceful leave.
+        let status = try await nodes[2].process.waitForExit(timeout: .seconds(30))
+        #expect(status == 0, Self.logs(nodes))
+        let sawDead = remaining.contains { n in n.events.contains { $0.contains(" dead p2 ") } }
         #expect(!sawDead, Self.logs(nodes))
     }
 }

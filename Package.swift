@@ -8,7 +8,8 @@
 //                 ├─ StarlingMembership (SWIM state machine; no I/O)
 //                 ├─ StarlingPlacement (shard placement, per-node shard ownership; no I/O)
 //                 ├─ StarlingPeerWire (peer-RPC frames and messages; + Membership's keyring; no I/O)
-//                 └─ StarlingAlerting (matchers, routing, grouping, silences, lifecycle; + Yams; no I/O)
+//                 └─ StarlingAlerting (rules, templates, matchers, routing, grouping, silences, lifecycle;
+//                                      + PromQL, Yams; no I/O)
 //   shells: StarlingCompression (LZ4/Snappy/gzip) · StarlingGossip (NIO UDP/TCP) · StarlingHTTP (Hummingbird)
 //           · StarlingPeer (peer-RPC framing handlers over StarlingPeerWire)
 //   StarlingNode (composition root, services) ── `starling` executable
@@ -89,7 +90,8 @@ let package = Package(
             swiftSettings: swiftSettings),
         .target(
             name: "StarlingAlerting",
-            dependencies: ["StarlingCore", .product(name: "Yams", package: "Yams")],
+            // PromQL: rule expressions are parsed (validated) when rule files load.
+            dependencies: ["StarlingCore", "StarlingPromQL", .product(name: "Yams", package: "Yams")],
             swiftSettings: swiftSettings),
 
         // MARK: I/O shells
@@ -104,6 +106,17 @@ let package = Package(
             dependencies: [
                 "StarlingPeerWire", "StarlingMembership", "StarlingCompression",
                 .product(name: "NIOCore", package: "swift-nio"),
+                // PeerServer / PeerPool: TCP bootstraps, logs, and the Service protocol.
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings),
+        .target(
+            name: "StarlingCluster",
+            dependencies: [
+                "StarlingCore", "StarlingStorage", "StarlingPlacement", "StarlingPeerWire",
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings),
         .target(
@@ -139,7 +152,10 @@ let package = Package(
             name: "StarlingNode",
             dependencies: [
                 "StarlingCore", "StarlingStorage", "StarlingRocksDB", "StarlingHTTP", "StarlingGossip",
-                "StarlingMembership", "StarlingIngest", "StarlingPromQL",
+                "StarlingMembership", "StarlingIngest", "StarlingPromQL", "StarlingCluster", "StarlingPlacement",
+                "StarlingPeer", "StarlingPeerWire", "StarlingAlerting",
+                // Webhook notifications.
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -224,10 +240,18 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings),
         .testTarget(
-            name: "StarlingAlertingTests", dependencies: ["StarlingAlerting", "StarlingTestKit"],
+            name: "StarlingClusterTests",
+            dependencies: ["StarlingCluster", "StarlingStorage", "StarlingPeerWire", "StarlingPlacement", "StarlingTestKit"],
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "StarlingAlertingTests",
+            dependencies: ["StarlingAlerting", "StarlingPromQL", "StarlingTestKit", .product(name: "Yams", package: "Yams")],
+            exclude: ["RuleTests"],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "StarlingPromQLTests",
@@ -244,8 +268,13 @@ let package = Package(
             name: "StarlingIntegrationTests",
             dependencies: [
                 "starling", "StarlingCore", "StarlingTestKit", "StarlingProto", "StarlingCompression",
+                // StarlingNode and Yams: DeploymentFilesTests loads Docker/ and Kubernetes files
+                // with the node's own configuration loader.
+                "StarlingNode",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Yams", package: "Yams"),
             ],
+            exclude: ["Support"],
             swiftSettings: swiftSettings),
     ]
 )

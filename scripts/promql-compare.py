@@ -571,7 +571,7 @@ def start_starling(binary, workdir, token):
     env = dict(os.environ, STARLING_ADMIN_TOKEN=token)
     proc = subprocess.Popen(
         [binary, "serve", "--data-dir", os.path.join(workdir, "starling-data"), "--http", "127.0.0.1:%d" % port,
-         "--gossip", "127.0.0.1:0", "--node-name", "compare", "--retention", "100y",
+         "--gossip", "127.0.0.1:0", "--peer", "127.0.0.1:0", "--node-name", "compare", "--retention", "100y",
          "--set", "ingest.max_sample_age=100y"],
         stdout=log, stderr=subprocess.STDOUT, env=env)
     base = "http://127.0.0.1:%d" % port

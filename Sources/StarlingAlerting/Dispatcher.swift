@@ -54,6 +54,12 @@ public struct NotificationLogEntry: Sendable, Equatable {
     public var firing: Set<AlertFingerprint>
     public var resolved: Set<AlertFingerprint>
     public var timestampMs: Int64
+
+    public init(firing: Set<AlertFingerprint>, resolved: Set<AlertFingerprint>, timestampMs: Int64) {
+        self.firing = firing
+        self.resolved = resolved
+        self.timestampMs = timestampMs
+    }
 }
 
 public struct NotificationLogKey: Sendable, Hashable {
@@ -61,6 +67,13 @@ public struct NotificationLogKey: Sendable, Hashable {
     public let routeIndex: Int
     public let receiver: String
     public let integrationIndex: Int
+
+    public init(groupKey: String, routeIndex: Int, receiver: String, integrationIndex: Int) {
+        self.groupKey = groupKey
+        self.routeIndex = routeIndex
+        self.receiver = receiver
+        self.integrationIndex = integrationIndex
+    }
 }
 
 /// Limits and retention of the dispatcher.
@@ -109,6 +122,9 @@ public struct Dispatcher: Sendable {
     public private(set) var alerts: [AlertFingerprint: Alert] = [:]
     public private(set) var groups: [GroupID: AggregationGroup] = [:]
     public private(set) var notificationLog: [NotificationLogKey: NotificationLogEntry] = [:]
+    /// Log entries written since the last `drainLogChanges()`: what the shell replicates so a
+    /// successor decides from the same log.
+    private var logChanges: [(NotificationLogKey, NotificationLogEntry)] = []
     private var nextFlushID: UInt64 = 1
 
     public init(config: AlertingConfig, settings: DispatcherSettings = .init()) {
@@ -221,7 +237,9 @@ public struct Dispatcher: Sendable {
                 if send.isEmpty {
                     // All resolved and the integration does not want resolved alerts: nothing to
                     // send, but the log must forget the firing set (Alertmanager does the same).
-                    notificationLog[logKey] = NotificationLogEntry(firing: [], resolved: resolvedSet, timestampMs: nowMs)
+                    let e = NotificationLogEntry(firing: [], resolved: resolvedSet, timestampMs: nowMs)
+                    notificationLog[logKey] = e
+                    logChanges.append((logKey, e))
                     continue
                 }
                 let limit = hook.maxAlerts > 0 ? min(hook.maxAlerts, send.count) : send.count
@@ -279,7 +297,9 @@ public struct Dispatcher: Sendable {
     /// The shell delivered `d`: record it in the notification log.
     public mutating func onDelivered(_ d: NotificationDirective, nowMs: Int64) {
         let key = NotificationLogKey(groupKey: d.groupKey, routeIndex: d.group.routeIndex, receiver: d.receiver, integrationIndex: d.integrationIndex)
-        notificationLog[key] = NotificationLogEntry(firing: Set(d.firing), resolved: Set(d.resolved), timestampMs: nowMs)
+        let e = NotificationLogEntry(firing: Set(d.firing), resolved: Set(d.resolved), timestampMs: nowMs)
+        notificationLog[key] = e
+        logChanges.append((key, e))
         settle(d, failed: false)
     }
 
@@ -306,6 +326,18 @@ public struct Dispatcher: Sendable {
             }
         }
         groups[id] = g.alerts.isEmpty ? nil : g
+    }
+
+    /// The notification-log entries written since the last call (to replicate them).
+    public mutating func drainLogChanges() -> [(NotificationLogKey, NotificationLogEntry)] {
+        defer { logChanges = [] }
+        return logChanges
+    }
+
+    /// Adopts log entries written by a previous dispatcher (read back from the replicated log):
+    /// for each key the newer entry wins. Not reported by `drainLogChanges`.
+    public mutating func restoreLog(_ entries: [NotificationLogKey: NotificationLogEntry]) {
+        for (k, e) in entries where (notificationLog[k]?.timestampMs ?? .min) < e.timestampMs { notificationLog[k] = e }
     }
 
     /// Drops resolved alerts from the store that no group still holds, and expired

@@ -10,12 +10,12 @@
 /// `EscalationPolicy` (per rule or policy). Time is an input: `tick(nowMs:)` applies every
 /// deadline that has passed, each at its own deadline time, so a late tick yields the same
 /// history as timely ones.
-public struct AlertLifecycle: Sendable, Equatable {
-    public enum State: String, Sendable, Equatable, CaseIterable {
+public struct AlertLifecycle: Sendable, Equatable, Codable {
+    public enum State: String, Sendable, Equatable, CaseIterable, Codable {
         case new, acknowledged, escalated, critical, resolved
     }
 
-    public enum Severity: String, Sendable, Equatable, Comparable {
+    public enum Severity: String, Sendable, Equatable, Comparable, Codable {
         case low, high, critical
         public static func < (a: Severity, b: Severity) -> Bool {
             let order: [Severity] = [.low, .high, .critical]
@@ -23,17 +23,17 @@ public struct AlertLifecycle: Sendable, Equatable {
         }
     }
 
-    public enum Actor: Sendable, Equatable {
+    public enum Actor: Sendable, Equatable, Codable {
         /// A timer or the alert's condition.
         case system
         case user(String)
     }
 
-    public enum Reason: String, Sendable, Equatable {
+    public enum Reason: String, Sendable, Equatable, Codable {
         case opened, escalationTimeout, acknowledged, unacknowledged, acknowledgementExpired, resolvedManually, conditionCleared
     }
 
-    public struct Transition: Sendable, Equatable {
+    public struct Transition: Sendable, Equatable, Codable {
         public let from: State?
         public let to: State
         public let atMs: Int64
@@ -193,7 +193,7 @@ public struct AlertLifecycle: Sendable, Equatable {
 }
 
 /// Timeouts of the lifecycle, per rule or per policy. nil disables a timer.
-public struct EscalationPolicy: Sendable, Equatable {
+public struct EscalationPolicy: Sendable, Equatable, Codable {
     /// New → Escalated when not acknowledged for this long. Default 15 minutes (DESIGN.md).
     public var newToEscalatedMs: Int64? = 15 * 60_000
     /// Escalated → Critical when not acknowledged for this long. Default 5 minutes (DESIGN.md).

@@ -1,5 +1,6 @@
 import Foundation
 import StarlingCore
+import Yams
 
 /// A 5-field cron expression (`minute hour day-of-month month day-of-week`), as in crontab(5):
 /// `*`, values, ranges `a-b`, steps `*/n` and `a-b/n`, lists `a,b`; month names `jan`–`dec`
@@ -211,5 +212,95 @@ public enum MaintenanceWindowError: Error, Sendable, Equatable, CustomStringConv
         case .invalidDuration(let d): return "duration \(d) ms is not in (0, \(MaintenanceWindow.maxDurationMs)] ms"
         case .invalidTime(let t): return "invalid time \(quoteLabelValue(t)) (expected HH:MM)"
         }
+    }
+}
+
+/// A maintenance-windows file (`alerting.maintenance_windows_file`):
+///
+/// ```yaml
+/// windows:
+///   - name: database patching
+///     matchers: ['service="db"']          # Alertmanager matcher syntax, all must match
+///     time_zone: Europe/Oslo              # IANA zone; default UTC
+///     weekly: {days: [sat, sun], start: "22:00", end: "02:00"}   # end ≤ start: past midnight
+///   - name: nightly batch
+///     matchers: ['job="batch"']
+///     cron: "0 2 * * 1-5"                 # minute hour day-of-month month day-of-week
+///     duration: 90m
+/// ```
+public enum MaintenanceWindows {
+    static let dayNames = ["sun": 0, "mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6,
+                           "sunday": 0, "monday": 1, "tuesday": 2, "wednesday": 3, "thursday": 4, "friday": 5, "saturday": 6]
+
+    public static func parse(yaml text: String) throws(ConfigError) -> [MaintenanceWindow] {
+        guard let root = try ConfigParser.compose(text, maxBytes: 4 << 20, what: "maintenance windows file") else { return [] }
+        let p = ConfigParser(limits: .init())
+        var out: [MaintenanceWindow] = []
+        for (key, v) in try p.mapping(root, "", allowed: ["windows"]) where key == "windows" {
+            for (i, w) in try p.sequence(v, "windows").enumerated() {
+                let path = "windows[\(i)]"
+                var name: String?
+                var matchers: [LabelMatcher] = []
+                var tz = "UTC"
+                var weekly: Node?
+                var cron: (String, Node)?
+                var durationMs: Int64?
+                for (k, f) in try p.mapping(w, path, allowed: ["name", "matchers", "time_zone", "weekly", "cron", "duration"]) {
+                    switch k {
+                    case "name": name = try p.string(f, "\(path).name")
+                    case "matchers": matchers = try p.matchers(f, "\(path).matchers")
+                    case "time_zone": tz = try p.string(f, "\(path).time_zone")
+                    case "weekly": weekly = f
+                    case "cron": cron = (try p.string(f, "\(path).cron"), f)
+                    case "duration": durationMs = try p.duration(f, "\(path).duration")
+                    default: break
+                    }
+                }
+                guard let name, !name.isEmpty else { throw ConfigParser.fail("\(path).name", w, "missing: every window needs a name") }
+                if out.contains(where: { $0.name == name }) { throw ConfigParser.fail("\(path).name", w, "duplicate window name \(quoteLabelValue(name))") }
+                do {
+                    switch (weekly, cron) {
+                    case (let wk?, nil):
+                        if durationMs != nil { throw ConfigParser.fail("\(path).duration", w, "a weekly window takes start and end, not duration") }
+                        var days: Set<Int> = []
+                        var start: String?
+                        var end: String?
+                        for (k, f) in try p.mapping(wk, "\(path).weekly", allowed: ["days", "start", "end"]) {
+                            switch k {
+                            case "days":
+                                for (j, d) in try p.sequence(f, "\(path).weekly.days").enumerated() {
+                                    let t = try p.string(d, "\(path).weekly.days[\(j)]").lowercased()
+                                    guard let n = dayNames[t] ?? Int(t).flatMap({ (0...6).contains($0) ? $0 : nil }) else {
+                                        throw ConfigParser.fail("\(path).weekly.days[\(j)]", d, "unknown day \(quoteLabelValue(t)) (sun … sat or 0 … 6)")
+                                    }
+                                    days.insert(n)
+                                }
+                            case "start": start = try p.string(f, "\(path).weekly.start")
+                            case "end": end = try p.string(f, "\(path).weekly.end")
+                            default: break
+                            }
+                        }
+                        guard let start, let end else { throw ConfigParser.fail("\(path).weekly", wk, "start and end (HH:MM) are required") }
+                        out.append(try MaintenanceWindow.weekly(id: name, name: name, matchers: matchers, weekdays: days, start: start, end: end, timeZoneID: tz))
+                    case (nil, let (expr, node)?):
+                        guard let durationMs else { throw ConfigParser.fail("\(path).duration", w, "a cron window needs a duration") }
+                        let c: CronExpression
+                        do {
+                            c = try CronExpression(expr)
+                        } catch {
+                            throw ConfigParser.fail("\(path).cron", node, "\(error)")
+                        }
+                        out.append(try MaintenanceWindow(id: name, name: name, matchers: matchers, schedule: .cron(c, durationMs: durationMs), timeZoneID: tz))
+                    default:
+                        throw ConfigParser.fail(path, w, "exactly one of weekly or cron is required")
+                    }
+                } catch let e as ConfigError {
+                    throw e
+                } catch {
+                    throw ConfigParser.fail(path, w, "\(error)")
+                }
+            }
+        }
+        return out
     }
 }

@@ -67,11 +67,37 @@ public struct InhibitRule: Sendable, Equatable {
     public var sourceMatchers: [LabelMatcher]
     public var targetMatchers: [LabelMatcher]
     public var equal: [String]
+    /// Set for an edge of the dependency topology (`dependencies:`): its name. The source
+    /// alert is then the target's probable cause.
+    public var dependency: String?
 
-    public init(sourceMatchers: [LabelMatcher], targetMatchers: [LabelMatcher], equal: [String]) {
+    public init(sourceMatchers: [LabelMatcher], targetMatchers: [LabelMatcher], equal: [String], dependency: String? = nil) {
         self.sourceMatchers = sourceMatchers
         self.targetMatchers = targetMatchers
         self.equal = equal
+        self.dependency = dependency
+    }
+}
+
+/// Lifecycle timers for the incidents of the alerts a policy matches (`escalation_policies:`);
+/// a timer the policy does not set comes from the node's `alerting.*` settings. The first
+/// policy whose matchers all match an alert applies.
+public struct EscalationPolicyRule: Sendable, Equatable {
+    public var name: String
+    public var matchers: [LabelMatcher]
+    public var escalateAfterMs: Int64?
+    public var criticalAfterMs: Int64?
+    public var acknowledgementTimeoutMs: Int64?
+    public var requireManualResolution: Bool?
+
+    /// `base` with this policy's timers.
+    public func applied(to base: EscalationPolicy) -> EscalationPolicy {
+        var p = base
+        if let v = escalateAfterMs { p.newToEscalatedMs = v }
+        if let v = criticalAfterMs { p.escalatedToCriticalMs = v }
+        if let v = acknowledgementTimeoutMs { p.acknowledgementTimeoutMs = v }
+        if let v = requireManualResolution { p.requireManualResolution = v }
+        return p
     }
 }
 
@@ -106,29 +132,29 @@ public struct AlertingConfig: Sendable {
     public var tree: RoutingTree
     public var receivers: [Receiver]
     public var inhibitRules: [InhibitRule]
+    /// The dependency topology (`dependencies:`, Starling's): inhibition with probable causes.
+    public var dependencies: [InhibitRule] = []
+    /// Per-alert lifecycle timers (`escalation_policies:`, Starling's).
+    public var escalationPolicies: [EscalationPolicyRule] = []
     /// Keys that were accepted but have no effect in Starling (e.g. `global.smtp_smarthost`,
     /// `templates`), so a loader can log them.
     public var ignoredKeys: [String]
 
     public func receiver(named name: String) -> Receiver? { receivers.first { $0.name == name } }
+
+    /// The lifecycle timers for an alert with `labels`: the first matching escalation policy
+    /// over `base`, and that policy's name.
+    public func escalation(for labels: Labels, base: EscalationPolicy) -> (EscalationPolicy, String?) {
+        guard let rule = escalationPolicies.first(where: { $0.matchers.matches(labels) }) else { return (base, nil) }
+        return (rule.applied(to: base), rule.name)
+    }
 }
 
 extension AlertingConfig {
     /// Parses and validates an Alertmanager configuration document.
     public static func parse(yaml text: String, limits: AlertingConfigLimits = .init()) throws(ConfigError) -> AlertingConfig {
-        if text.utf8.count > limits.maxDocumentBytes {
-            throw ConfigError(path: "", line: 0, message: "document is \(text.utf8.count) bytes, limit is \(limits.maxDocumentBytes)")
-        }
-        let root: Node
-        do {
-            guard let n = try Yams.compose(yaml: text) else {
-                throw ConfigError(path: "", line: 0, message: "empty document: a `route` and `receivers` are required")
-            }
-            root = n
-        } catch let e as ConfigError {
-            throw e
-        } catch {
-            throw ConfigError(path: "", line: 0, message: "invalid YAML: \(error)")
+        guard let root = try ConfigParser.compose(text, maxBytes: limits.maxDocumentBytes, what: "document") else {
+            throw ConfigError(path: "", line: 0, message: "empty document: a `route` and `receivers` are required")
         }
         var p = ConfigParser(limits: limits)
         return try p.document(root)
@@ -143,6 +169,19 @@ struct ConfigParser {
     let matcherParser = MatcherParser()
 
     init(limits: AlertingConfigLimits) { self.limits = limits }
+
+    /// Composes a YAML document (nil when empty); errors name the size limit or the YAML
+    /// problem.
+    static func compose(_ text: String, maxBytes: Int, what: String) throws(ConfigError) -> Node? {
+        if text.utf8.count > maxBytes {
+            throw ConfigError(path: "", line: 0, message: "\(what) is \(text.utf8.count) bytes, limit is \(maxBytes)")
+        }
+        do {
+            return try Yams.compose(yaml: text)
+        } catch {
+            throw ConfigError(path: "", line: 0, message: "invalid YAML: \(error)")
+        }
+    }
 
     static func fail(_ path: String, _ node: Node?, _ message: String) -> ConfigError {
         ConfigError(path: path, line: node?.mark.map { $0.line } ?? 0, message: message)
@@ -230,11 +269,14 @@ struct ConfigParser {
             root, "",
             allowed: [
                 "global", "route", "receivers", "inhibit_rules", "templates", "time_intervals", "mute_time_intervals",
+                "dependencies", "escalation_policies",
             ])
         var resolveTimeoutMs = AlertingConfig.defaultResolveTimeoutMs
         var routeNode: Node? = nil
         var receivers: [Receiver] = []
         var inhibit: [InhibitRule] = []
+        var dependencies: [InhibitRule] = []
+        var policies: [EscalationPolicyRule] = []
         for (key, v) in fields {
             switch key {
             case "global":
@@ -271,6 +313,24 @@ struct ConfigParser {
                     throw Self.fail("inhibit_rules", v, "\(list.count) rules, limit is \(limits.maxInhibitRules)")
                 }
                 for (i, r) in list.enumerated() { inhibit.append(try inhibitRule(r, "inhibit_rules[\(i)]")) }
+            case "dependencies":
+                let list = try sequence(v, "dependencies")
+                if list.count > limits.maxInhibitRules {
+                    throw Self.fail("dependencies", v, "\(list.count) dependencies, limit is \(limits.maxInhibitRules)")
+                }
+                for (i, r) in list.enumerated() {
+                    let d = try dependency(r, "dependencies[\(i)]")
+                    if dependencies.contains(where: { $0.dependency == d.dependency }) {
+                        throw Self.fail("dependencies[\(i)].name", r, "duplicate dependency name \(quoteLabelValue(d.dependency ?? ""))")
+                    }
+                    dependencies.append(d)
+                }
+            case "escalation_policies":
+                let list = try sequence(v, "escalation_policies")
+                if list.count > limits.maxInhibitRules {
+                    throw Self.fail("escalation_policies", v, "\(list.count) policies, limit is \(limits.maxInhibitRules)")
+                }
+                for (i, r) in list.enumerated() { policies.append(try escalationPolicy(r, "escalation_policies[\(i)]")) }
             default: break
             }
         }
@@ -281,7 +341,65 @@ struct ConfigParser {
             throw Self.fail(r.configPath + ".receiver", nil, "undefined receiver \(quoteLabelValue(r.receiver))")
         }
         return AlertingConfig(
-            resolveTimeoutMs: resolveTimeoutMs, tree: tree, receivers: receivers, inhibitRules: inhibit, ignoredKeys: ignored)
+            resolveTimeoutMs: resolveTimeoutMs, tree: tree, receivers: receivers, inhibitRules: inhibit,
+            dependencies: dependencies, escalationPolicies: policies, ignoredKeys: ignored)
+    }
+
+    /// A dependency: `name`, `upstream_matchers` (the failure depended upon, e.g. a host down),
+    /// `downstream_matchers` (what depends on it), `equal` (labels both must share, e.g. host).
+    func dependency(_ n: Node, _ path: String) throws(ConfigError) -> InhibitRule {
+        let fields = try mapping(n, path, allowed: ["name", "upstream_matchers", "downstream_matchers", "equal"])
+        var name: String?
+        var up: [LabelMatcher] = [], down: [LabelMatcher] = [], equal: [String] = []
+        for (k, v) in fields {
+            let sub = "\(path).\(k)"
+            switch k {
+            case "name":
+                let s = try string(v, sub)
+                if s.isEmpty { throw Self.fail(sub, v, "must not be empty") }
+                name = s
+            case "upstream_matchers": up = try matchers(v, sub)
+            case "downstream_matchers": down = try matchers(v, sub)
+            default:
+                for (i, e) in try sequence(v, sub).enumerated() { equal.append(try labelName(e, "\(sub)[\(i)]")) }
+            }
+        }
+        guard let name else { throw Self.fail("\(path).name", n, "missing: every dependency needs a name") }
+        if up.isEmpty { throw Self.fail("\(path).upstream_matchers", n, "missing: which alerts mean the upstream is down") }
+        if down.isEmpty { throw Self.fail("\(path).downstream_matchers", n, "missing: which alerts depend on the upstream") }
+        return InhibitRule(sourceMatchers: up, targetMatchers: down, equal: equal, dependency: name)
+    }
+
+    /// An escalation policy: `name`, `matchers`, and any of `escalate_after`, `critical_after`,
+    /// `acknowledgement_timeout` (`0s`: never expires), `require_manual_resolution`.
+    func escalationPolicy(_ n: Node, _ path: String) throws(ConfigError) -> EscalationPolicyRule {
+        let fields = try mapping(n, path, allowed: ["name", "matchers", "escalate_after", "critical_after", "acknowledgement_timeout",
+                                                    "require_manual_resolution"])
+        var rule = EscalationPolicyRule(name: "", matchers: [])
+        var named = false
+        for (k, v) in fields {
+            let sub = "\(path).\(k)"
+            switch k {
+            case "name":
+                rule.name = try string(v, sub)
+                named = !rule.name.isEmpty
+            case "matchers": rule.matchers = try matchers(v, sub)
+            case "escalate_after", "critical_after":
+                let ms = try duration(v, sub)
+                if ms <= 0 { throw Self.fail(sub, v, "must be positive") }
+                if k == "escalate_after" { rule.escalateAfterMs = ms } else { rule.criticalAfterMs = ms }
+            case "acknowledgement_timeout":
+                let ms = try duration(v, sub)
+                if ms < 0 { throw Self.fail(sub, v, "must not be negative") }
+                rule.acknowledgementTimeoutMs = ms
+            default:
+                guard case .scalar(let s) = v, let b = Bool(s.string) else { throw Self.fail(sub, v, "expected true or false") }
+                rule.requireManualResolution = b
+            }
+        }
+        if !named { throw Self.fail("\(path).name", n, "missing: every escalation policy needs a name") }
+        if rule.matchers.isEmpty { throw Self.fail("\(path).matchers", n, "missing: which alerts the policy applies to") }
+        return rule
     }
 
     static let integrationKeys: Set<String> = [

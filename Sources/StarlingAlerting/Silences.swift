@@ -155,6 +155,12 @@ public struct Silences: Sendable {
         byID[id] = s
     }
 
+    /// Adopts a silence as another node stored it (read back from the replicated record): the
+    /// newer update of an ID wins.
+    public mutating func adopt(_ s: Silence) {
+        if (byID[s.id]?.updatedAtMs ?? .min) < s.updatedAtMs { byID[s.id] = s }
+    }
+
     /// IDs of the active silences muting `labels`, sorted.
     public func silencedBy(_ labels: Labels, nowMs: Int64) -> [String] {
         byID.values.filter { $0.mutes(labels, atMs: nowMs) }.map(\.id).sorted()

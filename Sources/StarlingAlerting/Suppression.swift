@@ -21,6 +21,8 @@ public struct AlertStatus: Sendable, Equatable {
     public var inhibitedBy: [AlertFingerprint]
     /// IDs of the open maintenance windows that match it.
     public var mutedByWindows: [String]
+    /// Under the dependency topology: the failed upstream alert it is linked to.
+    public var probableCause: ProbableCause? = nil
 }
 
 /// Everything that can mute an alert at one instant: silences, maintenance windows, and an
@@ -42,7 +44,7 @@ public struct Suppressor: AlertMuter, Sendable {
     public init(dispatcher: Dispatcher, silences: Silences, windows: [MaintenanceWindow], nowMs: Int64) {
         self.init(
             silences: silences, windows: windows,
-            inhibitor: Inhibitor(rules: dispatcher.config.inhibitRules, alerts: dispatcher.alerts.values, nowMs: nowMs))
+            inhibitor: Inhibitor(rules: dispatcher.config.inhibitRules + dispatcher.config.dependencies, alerts: dispatcher.alerts.values, nowMs: nowMs))
     }
 
     public func status(of alert: Alert, nowMs: Int64) -> AlertStatus {
@@ -57,7 +59,8 @@ public struct Suppressor: AlertMuter, Sendable {
         } else {
             state = .active
         }
-        return AlertStatus(state: state, silencedBy: silenced, inhibitedBy: inhibited, mutedByWindows: muted)
+        return AlertStatus(state: state, silencedBy: silenced, inhibitedBy: inhibited, mutedByWindows: muted,
+                           probableCause: inhibitor.probableCause(alert.labels))
     }
 
     /// Muted when silenced, inhibited or in an open window. Resolved alerts are judged by the

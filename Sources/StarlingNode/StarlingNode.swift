@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import Foundation
 import Hummingbird
 import Logging
@@ -6,12 +7,18 @@ import NIOCore
 import NIOPosix
 import Prometheus
 import ServiceLifecycle
+import StarlingAlerting
+import StarlingCluster
 import StarlingCore
 import StarlingGossip
 import StarlingHTTP
 import StarlingIngest
 import StarlingMembership
+import StarlingPeer
+import StarlingPeerWire
+import StarlingPlacement
 import StarlingPromQL
+import StarlingStorage
 import Synchronization
 
 /// The composition root: builds every component of a node from a `NodeConfig` and runs them as
@@ -20,13 +27,16 @@ import Synchronization
 /// Start order (shutdown runs in reverse, each step waiting for the one before):
 /// 1. `StorageService` — opens RocksDB and replays the WAL; the node is not ready until it has.
 /// 2. `MaintenanceService` — periodic checkpoint/compaction/retention; stops before storage closes.
-/// 3. `GossipService` — SWIM membership (sockets bound before the group starts, so a busy port
+/// 3. `PeerServer`, `PeerPool` — the peer-RPC listener (bound before the group starts) and the
+///    connections to other nodes: replica writes and query fan-out.
+/// 4. `GossipService` — SWIM membership (sockets bound before the group starts, so a busy port
 ///    fails the start); on SIGTERM it announces `left` and waits for it to spread.
-/// 4. the Hummingbird application — on SIGTERM it stops accepting, finishes in-flight requests.
-/// 5. `NodeStateService` — announces `active` once storage, HTTP and the join are done; on
+/// 5. `ClusterTopologyService` — recomputes placement from membership.
+/// 6. the Hummingbird application — on SIGTERM it stops accepting, finishes in-flight requests.
+/// 7. `NodeStateService` — announces `active` once storage, HTTP and the join are done; on
 ///    SIGTERM, first of all, announces `leaving`.
 /// So SIGTERM runs: leaving → HTTP drains → gossip leaves (peers see `left`, not `dead`) →
-/// maintenance stops → storage flushes and closes.
+/// peer connections close → maintenance stops → storage flushes and closes.
 public struct StarlingNode: Sendable {
     public let config: NodeConfig
     public let logger: Logger
@@ -68,6 +78,91 @@ public struct StarlingNode: Sendable {
         return PrometheusQueryAPI(engine: Engine(settings: settings, metrics: engineMetrics), limiter: QueryLimiter(maxConcurrent: c.queryMaxConcurrency))
     }
 
+    /// The rule groups of `rules.files` (wildcards in file names expanded, files in name order),
+    /// validated; a bad file is a start-up error naming the file, line and key.
+    static func loadRuleGroups(_ c: NodeConfig) throws -> [RuleGroupSpec] {
+        var paths: [String] = []
+        for pattern in c.ruleFiles {
+            let name = (pattern as NSString).lastPathComponent
+            guard name.contains("*") || name.contains("?") else {
+                paths.append(pattern)
+                continue
+            }
+            let dir = (pattern as NSString).deletingLastPathComponent
+            let regex = "^" + NSRegularExpression.escapedPattern(for: name).replacingOccurrences(of: "\\*", with: ".*")
+                .replacingOccurrences(of: "\\?", with: ".") + "$"
+            let entries = (try? FileManager.default.contentsOfDirectory(atPath: dir.isEmpty ? "." : dir)) ?? []
+            let matched = entries.filter { $0.range(of: regex, options: .regularExpression) != nil }.sorted()
+            if matched.isEmpty { throw NodeError.startup("rules.files: no file matches \(pattern)") }
+            paths += matched.map { dir.isEmpty ? $0 : (dir as NSString).appendingPathComponent($0) }
+        }
+        var groups: [RuleGroupSpec] = []
+        for path in paths {
+            let text: String
+            do {
+                text = try String(contentsOfFile: path, encoding: .utf8)
+            } catch {
+                throw NodeError.startup("rules.files: cannot read \(path): \((error as NSError).localizedDescription)")
+            }
+            do {
+                let fileGroups = try RuleFiles.parse(yaml: text, source: path)
+                for g in fileGroups where groups.contains(where: { $0.key == g.key }) {
+                    throw NodeError.startup("rules.files: group \(quoteLabelValue(g.name)) of \(path) is loaded twice")
+                }
+                groups += fileGroups
+            } catch let e as ConfigError {
+                throw NodeError.startup("rules file \(path): \(e)")
+            }
+        }
+        return groups
+    }
+
+    static func alertmanagerSettings(_ c: NodeConfig, resolveTimeoutMs: Int64) -> AlertmanagerService.Settings {
+        var s = AlertmanagerService.Settings()
+        s.resolveTimeoutMs = resolveTimeoutMs
+        s.externalURL = c.ruleExternalURL
+        s.escalation.newToEscalatedMs = c.escalateAfter.milliseconds
+        s.escalation.escalatedToCriticalMs = c.criticalAfter.milliseconds
+        s.escalation.acknowledgementTimeoutMs = c.acknowledgementTimeout?.milliseconds
+        s.escalation.requireManualResolution = c.requireManualResolution
+        return s
+    }
+
+    /// The windows of `alerting.maintenance_windows_file`; a bad file is a start-up error.
+    static func loadMaintenanceWindows(_ c: NodeConfig) throws -> [MaintenanceWindow] {
+        guard let path = c.maintenanceWindowsFile else { return [] }
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw NodeError.startup("alerting.maintenance_windows_file: cannot read \(path): \((error as NSError).localizedDescription)")
+        }
+        do {
+            return try MaintenanceWindows.parse(yaml: text)
+        } catch {
+            throw NodeError.startup("maintenance windows \(path): \(error)")
+        }
+    }
+
+    /// The Alertmanager configuration of `alerting.config_file`, or one that groups alerts and
+    /// notifies nobody.
+    static func loadAlertingConfig(_ c: NodeConfig) throws -> AlertingConfig {
+        guard let path = c.alertingConfigFile else {
+            return try! AlertingConfig.parse(yaml: "route: {receiver: none}\nreceivers: [{name: none}]\n")
+        }
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw NodeError.startup("alerting.config_file: cannot read \(path): \((error as NSError).localizedDescription)")
+        }
+        do {
+            return try AlertingConfig.parse(yaml: text)
+        } catch {
+            throw NodeError.startup("alerting config \(path): \(error)")
+        }
+    }
+
     /// Builds the node and runs it until SIGTERM/SIGINT (or a fatal error).
     public func run() async throws {
         let config = self.config
@@ -84,6 +179,15 @@ public struct StarlingNode: Sendable {
             try FileManager.default.createDirectory(atPath: config.dataDir, withIntermediateDirectories: true)
         } catch {
             throw NodeError.startup("cannot create data directory \(config.dataDir): \((error as NSError).localizedDescription)")
+        }
+
+        // A node that left its cluster (`starling leave`) must not come back on its old data:
+        // its shards belong to others now, and rejoining as a restarted member would serve them
+        // stale. Starting over means a new data directory, i.e. a new member.
+        let leftMarker = (config.dataDir as NSString).appendingPathComponent(LeaveCoordinator.markerFile)
+        if let left = try? String(contentsOfFile: leftMarker, encoding: .utf8) {
+            throw NodeError.startup("data directory \(config.dataDir) belongs to a node that left its cluster (\(left.trimmingCharacters(in: .whitespacesAndNewlines))); "
+                + "delete or move it to start this node as a new member")
         }
 
         var random = SystemRandomNumberGenerator()
@@ -106,7 +210,7 @@ public struct StarlingNode: Sendable {
         let pool = NIOThreadPool(numberOfThreads: max(2, System.coreCount))
         pool.start()
         do {
-            try await runServices(config: config, nodeID: nodeID, adminToken: adminToken, pool: pool)
+            try await runServices(config: config, nodeID: nodeID, isNew: idOrigin == .generated, adminToken: adminToken, pool: pool)
         } catch {
             try? await pool.shutdownGracefully()
             throw error
@@ -115,7 +219,7 @@ public struct StarlingNode: Sendable {
         logger.info("starling stopped")
     }
 
-    private func runServices(config: NodeConfig, nodeID: NodeID, adminToken: String, pool: NIOThreadPool) async throws {
+    private func runServices(config: NodeConfig, nodeID: NodeID, isNew: Bool, adminToken: String, pool: NIOThreadPool) async throws {
         let logger = self.logger
         let metrics = StarlingMetrics(registry: NodeMetricsBootstrap.registry)
         NodeMetricsBootstrap.buildInfo(metrics)
@@ -128,6 +232,11 @@ public struct StarlingNode: Sendable {
         let maintenance = MaintenanceService(storage: storage, interval: config.maintenanceInterval, metrics: metrics, executor: executor, logger: logger, nowMs: Self.wallClockMs)
 
         var gossipConfig = try NodeMembership.gossipConfiguration(config, nodeID: nodeID)
+        // `joining` means "owns shards but holds none of their history yet": only a new data
+        // directory is. A restarted member keeps its place in the read placement (what it
+        // missed while down comes back through hints and anti-entropy), so a restart does not
+        // reshuffle which replicas queries read.
+        if !isNew { gossipConfig.metadata.state = .active }
         let gossip: GossipService
         do {
             gossip = try await GossipService.bind(gossipConfig, logger: logger)
@@ -135,27 +244,212 @@ public struct StarlingNode: Sendable {
             throw NodeError.startup("\(error) (cluster.gossip \(config.gossipListen); set --gossip to another port, or cluster.advertise)")
         }
         let advertiseHost = gossip.advertisedAddress.host
-        gossipConfig.metadata.peerAddress = NodeMembership.announced(config.peerListen, advertiseHost: advertiseHost)
+
+        // The cluster layer: placement from membership, the peer listener and connection pool,
+        // the write coordinator and the fan-out querier (docs/cluster.md).
+        let placementSettings: PlacementSettings
+        do {
+            placementSettings = try PlacementSettings(replicationFactor: config.replicationFactor)
+        } catch {
+            throw NodeError.startup("cluster.replication_factor: \(error)")
+        }
+        // A new data directory holds no shard complete; a restarted one holds complete the
+        // shards it has data of (narrowed once the store is open, by ShardSyncService).
+        let topology = ClusterTopology(localNodeID: nodeID.description, settings: .init(
+            layout: ShardLayout(shardCount: config.shardCount), placement: placementSettings,
+            removal: MemberRemoval(removalTimeoutMs: config.removalTimeout.milliseconds)),
+            restored: isNew ? ShardSet() : nil)
+        let localReplica = LocalReplica(database: { try storage.database() }, runner: executor)
+        let agreement = PlacementAgreement()
+        let peerHandler = ClusterPeerHandler(local: localReplica, sync: topology.sync, placementVersion: { topology.current.placement.version },
+                                             agreement: agreement, nowMs: Self.wallClockMs, logger: logger)
+        let handle: PeerRequestHandler = { frame in await peerHandler.handle(frame) }
+        let wire = PeerWireConfiguration(keyring: gossipConfig.keyring)
+        var connectionSettings = PeerConnection.Settings()
+        connectionSettings.placementVersion = { topology.current.placement.version }
+        let peerServer: PeerServer
+        do {
+            peerServer = try await PeerServer.bind(
+                host: config.peerListen.host, port: config.peerListen.port, configuration: wire,
+                settings: .init(connection: connectionSettings), handler: handle, logger: logger)
+        } catch {
+            throw NodeError.startup("\(error) (cluster.peer_listen \(config.peerListen); set it to another port)")
+        }
+        let pool = PeerPool(
+            configuration: wire, settings: .init(connection: connectionSettings),
+            address: { id in topology.current.members[id].flatMap { $0.peerAddress.isEmpty ? nil : $0.peerAddress } },
+            handler: handle, logger: logger)
+        let handoff = HintedHandoff(
+            localNodeID: nodeID.description, topology: topology, transport: pool,
+            timeoutMs: UInt32(clamping: config.writeTimeout.milliseconds), nowMs: Self.wallClockMs(), logger: logger)
+        var hintSettings = HintStore.Settings()
+        hintSettings.maxBytes = config.hintMaxBytes
+        hintSettings.maxBytesPerTarget = config.hintMaxBytesPerTarget
+        hintSettings.maxAgeMs = config.hintMaxAge.milliseconds
+        let handoffService = HintedHandoffService(handoff: handoff, storage: storage, settings: hintSettings, executor: executor,
+                                                  logger: logger, nowMs: Self.wallClockMs)
+        let clusterWriter = ClusterWriter(
+            topology: topology, transport: pool, local: localReplica, hints: handoff,
+            settings: .init(consistency: config.writeConsistency, timeoutMs: UInt32(clamping: config.writeTimeout.milliseconds)),
+            nowMs: Self.wallClockMs)
+        let readRepair = ReadRepair(localNodeID: nodeID.description, transport: pool, local: localReplica, nowMs: Self.wallClockMs)
+        let clusterQuerier = ClusterQuerier(
+            topology: topology, transport: pool, local: localReplica,
+            settings: .init(consistency: config.readConsistency, timeoutMs: UInt32(clamping: config.readTimeout.milliseconds)),
+            readRepair: readRepair)
+        let repair = AntiEntropy(
+            topology: topology, transport: pool, local: localReplica,
+            settings: .init(settleMs: config.antiEntropySettle.milliseconds), nowMs: Self.wallClockMs)
+        let antiEntropy = AntiEntropyService(antiEntropy: repair, gossip: gossip, interval: config.antiEntropyInterval, logger: logger)
+        let exchange = ShardStateExchange(topology: topology, transport: pool, nowMs: Self.wallClockMs)
+        // A restarted member: only shards with data on disk count as complete.
+        let restoreCompleteness: @Sendable () async -> Void = {
+            guard await storage.waitUntilOpen(), let db = try? storage.database(),
+                  let held = try? await executor.run({ try db.heldShards() }) else { return }
+            topology.sync.restrict(to: ShardSet(held))
+        }
+        let shardSync = ShardSyncService(exchange: exchange, antiEntropy: repair, grace: config.handoffGrace, logger: logger,
+                                         restore: isNew ? nil : restoreCompleteness)
+        // Rules: each group evaluated by the leader of its shard, through the cluster query
+        // and write paths (docs/alerting.md).
+        let ruleGroups = try Self.loadRuleGroups(config)
+        if !ruleGroups.isEmpty {
+            logger.info("rule files loaded", metadata: [
+                "groups": .stringConvertible(ruleGroups.count), "rules": .stringConvertible(ruleGroups.reduce(0) { $0 + $1.rules.count }),
+            ])
+        }
+        let alertingConfig = try Self.loadAlertingConfig(config)
+        let maintenanceWindows = try Self.loadMaintenanceWindows(config)
+        var amSettings = Self.alertmanagerSettings(config, resolveTimeoutMs: alertingConfig.resolveTimeoutMs)
+        amSettings.windows = maintenanceWindows
+        let alertmanager = AlertmanagerService(
+            config: alertingConfig,
+            settings: amSettings,
+            topology: topology, transport: pool, engine: Self.queryAPI(config, metrics: metrics).engine,
+            querier: { _ = try storage.database(); return clusterQuerier },
+            write: { series, now in _ = try await clusterWriter.write(series, nowMs: now) },
+            http: HTTPClient.shared, logger: logger, nowMs: Self.wallClockMs)
+        peerHandler.extensions.register(.postAlerts) { frame in
+            guard let m = try? PostAlertsMessage.decode(frame.payload) else {
+                return [(.error, ErrorMessage(code: .malformed, message: "post_alerts: undecodable body").encoded())]
+            }
+            return [alertmanager.receiveForwarded(m.json)]
+        }
+        peerHandler.extensions.register(.alertmanagerOp) { frame in
+            guard let m = try? PostAlertsMessage.decode(frame.payload) else {
+                return [(.error, ErrorMessage(code: .malformed, message: "alertmanager_op: undecodable body").encoded())]
+            }
+            return [alertmanager.executeForPeer(m.json)]
+        }
+        let externalURL = config.ruleExternalURL
+        // Groups managed through the rules API: a catalog every node keeps a copy of.
+        let ruleCatalog = try RuleCatalogService(dataDir: config.dataDir, topology: topology, transport: pool,
+                                                 syncInterval: config.ruleCatalogSyncInterval, logger: logger, nowMs: Self.wallClockMs)
+        let catalogSpecs: @Sendable (RuleCatalog) -> [RuleGroupSpec] = { catalog in
+            let (specs, errors) = catalog.specs()
+            for e in errors { logger.error("rule catalog group not evaluated", metadata: ["error": .string(e)]) }
+            return specs
+        }
+        let ruleService = RuleService(
+            groups: ruleGroups + catalogSpecs(ruleCatalog.current),
+            settings: .init(defaultIntervalMs: config.ruleEvaluationInterval.milliseconds, externalLabels: config.ruleExternalLabels,
+                            externalURL: config.ruleExternalURL),
+            topology: topology, engine: Self.queryAPI(config, metrics: metrics).engine,
+            querier: { _ = try storage.database(); return clusterQuerier },
+            write: { series, now in _ = try await clusterWriter.write(series, nowMs: now) },
+            notify: { alerts, _ in
+                let now = Self.wallClockMs()
+                do {
+                    try await alertmanager.post(AlertmanagerService.alerts(from: alerts, generatorURL: externalURL, nowMs: now))
+                } catch {
+                    logger.warning("alerts not handed to the alertmanager; they are sent again at the next evaluation", metadata: ["error": .string("\(error)")])
+                }
+            },
+            logger: logger, nowMs: Self.wallClockMs)
+        ruleCatalog.onChange { catalog in ruleService.replace(ruleGroups + catalogSpecs(catalog)) }
+        peerHandler.extensions.register(.rulesOp) { frame in await ruleCatalog.handlePeer(frame) }
+        peerHandler.extensions.register(.ruleGroups) { _ in
+            [(.ruleGroupsReply, RuleGroupsReplyMessage(json: RuleRoutes.localGroupsJSON(ruleService)).encoded())]
+        }
+        let clusterMetrics = ClusterMetrics(writer: clusterWriter, querier: clusterQuerier, topology: topology, handoff: handoff,
+                                            agreement: agreement, readRepair: readRepair)
+        let topologyService = ClusterTopologyService(gossip: gossip, topology: topology, logger: logger, wallClockMs: Self.wallClockMs)
+        // Queries need the local store too: answer 503 while it recovers, as a single node does.
+        let querier: @Sendable () throws -> any Querier = {
+            _ = try storage.database()
+            return clusterQuerier
+        }
+
+        gossipConfig.metadata.peerAddress = NodeMembership.announced(config.peerListen, port: peerServer.boundPort, advertiseHost: advertiseHost)
         if config.httpListen.port != 0 {
             gossipConfig.metadata.httpAddress = NodeMembership.announced(config.httpListen, advertiseHost: advertiseHost)
         }
         await gossip.updateMetadata(gossipConfig.metadata)
         let (httpBound, httpBoundContinuation) = AsyncStream<String>.makeStream(bufferingPolicy: .bufferingNewest(1))
-        let nodeState = NodeStateService(gossip: gossip, storage: storage, httpBound: httpBound, logger: logger)
+        // A new node joining a cluster pulls the history of the shards it now owns before it
+        // announces itself active (until then queries do not read it).
+        let handoverTimeout = config.handoverTimeout
+        let pullHistory: @Sendable () async -> Void = {
+            let deadline = ContinuousClock.now + handoverTimeout
+            var lastLog = ContinuousClock.now
+            while !Task.isCancelled {
+                await topologyService.refresh()
+                await exchange.exchange()
+                if !topology.sync.snapshot.incomplete.isEmpty {
+                    antiEntropy.record(await repair.fullSync(), full: true)
+                    await exchange.exchange()
+                }
+                let pending = Handover.joinPending(topology.current, topology.sync.snapshot)
+                if pending.isEmpty { return }
+                if ContinuousClock.now >= deadline {
+                    logger.warning("turning active before every new owner is complete (cluster.handover_timeout)",
+                                   metadata: ["pending": .string(pending.description)])
+                    return
+                }
+                if ContinuousClock.now - lastLog >= .seconds(10) {
+                    lastLog = .now
+                    logger.info("waiting for shards' new owners before turning active", metadata: ["pending": .string(pending.description)])
+                }
+                guard (try? await Task.sleep(for: .seconds(1))) != nil else { return }
+            }
+        }
+        let bootstrap: (@Sendable () async -> Void)? = isNew ? pullHistory : nil
+        let leave = LeaveCoordinator(gossip: gossip, topology: topology, refresh: { await topologyService.refresh() },
+                                     exchange: exchange, timeout: config.handoverTimeout, markerPath: (config.dataDir as NSString).appendingPathComponent(LeaveCoordinator.markerFile),
+                                     logger: logger, nowMs: Self.wallClockMs)
+        let leaveService = LeaveService(coordinator: leave)
+        let handOver: @Sendable () async -> Void = { await leave.handOver() }
+        let nodeState = NodeStateService(gossip: gossip, storage: storage, httpBound: httpBound, bootstrap: bootstrap,
+                                         onShutdown: config.leaveOnShutdown ? handOver : nil, logger: logger)
 
         let features: [RouteCollection<StarlingRequestContext>] = [
-            HealthRoutes(readiness: readiness, metrics: metrics, beforeScrape: { await storage.refreshGauges() }).routes(),
+            HealthRoutes(readiness: readiness, metrics: metrics, beforeScrape: {
+                await storage.refreshGauges()
+                clusterMetrics.refresh()
+            }).routes(),
             AdminRoutes(authority: authority, metrics: metrics, executor: executor, nowMs: Self.wallClockMs).routes(),
             StorageAdminRoutes(database: { try storage.database() }, metrics: metrics, executor: executor, nowMs: Self.wallClockMs).routes(),
-            ReadRoutes(querier: { try storage.database() }, metrics: metrics, executor: executor).routes(),
+            ReadRoutes(querier: querier, metrics: metrics, executor: executor).routes(),
             QueryRoutes(
-                querier: { try storage.database() }, api: Self.queryAPI(config, metrics: metrics), metrics: metrics, executor: executor,
+                querier: querier, api: Self.queryAPI(config, metrics: metrics), metrics: metrics, executor: executor,
                 nowMs: Self.wallClockMs,
                 buildInfo: .init(starlingVersion: StarlingVersion.version, revision: StarlingVersion.commit ?? "unknown", swiftVersion: StarlingVersion.swift)
             ).routes(),
-            ExportRoutes(querier: { try storage.database() }, metrics: metrics, executor: executor).routes(),
-            IngestRoutes(settings: Self.ingestSettings(config), database: { try storage.database() }, metrics: metrics, executor: executor, nowMs: Self.wallClockMs).routes(),
+            ExportRoutes(querier: querier, metrics: metrics, executor: executor).routes(),
+            IngestRoutes(
+                settings: Self.ingestSettings(config), database: { try storage.database() },
+                writer: ClusterSampleWriter(writer: clusterWriter), metrics: metrics, executor: executor, nowMs: Self.wallClockMs
+            ).routes(),
             ClusterRoutes(source: GossipMembershipSource(gossip: gossip), metrics: metrics).routes(),
+            ShardRoutes(topology: topology, database: { try storage.database() }, executor: executor, metrics: metrics).routes(),
+            LeaveRoutes(coordinator: leave, metrics: metrics).routes(),
+            RuleRoutes(rules: ruleService, transport: pool, metrics: metrics, timeoutMs: UInt32(clamping: config.readTimeout.milliseconds)).routes(),
+            AlertmanagerRoutes(alertmanager: alertmanager, metrics: metrics,
+                               configText: config.alertingConfigFile.flatMap { try? String(contentsOfFile: $0, encoding: .utf8) } ?? "",
+                               startedMs: Self.wallClockMs()).routes(),
+            IncidentRoutes(alertmanager: alertmanager, metrics: metrics).routes(),
+            RuleConfigRoutes(catalog: ruleCatalog, fileSources: Set(ruleGroups.map(\.source)), metrics: metrics).routes(),
+            MaintenanceWindowRoutes(windows: maintenanceWindows, metrics: metrics, nowMs: Self.wallClockMs).routes(),
         ]
         let router = StarlingRouter.make(authority: authority, metrics: metrics, features: features)
 
@@ -176,13 +470,28 @@ public struct StarlingNode: Sendable {
             services: [
                 .init(service: storage, serviceName: "storage"),
                 .init(service: maintenance, serviceName: "maintenance"),
+                // Peers keep sending writes until they see this node leave: the peer listener
+                // and the pool stop only after gossip has announced `left`.
+                .init(service: peerServer, serviceName: "peer-server"),
+                .init(service: pool, serviceName: "peer-pool"),
                 .init(service: gossip, serviceName: "gossip"),
+                .init(service: topologyService, serviceName: "cluster-topology"),
+                .init(service: antiEntropy, serviceName: "anti-entropy"),
+                .init(service: handoffService, serviceName: "hinted-handoff"),
+                .init(service: shardSync, serviceName: "shard-sync"),
+                .init(service: ReadRepairService(repair: readRepair), serviceName: "read-repair"),
+                .init(service: ruleService, serviceName: "rules"),
+                .init(service: ruleCatalog, serviceName: "rule-catalog"),
+                .init(service: alertmanager, serviceName: "alertmanager"),
                 .init(service: app, serviceName: "http"),
+                // Ends after a `starling leave` hand-over, which shuts the node down gracefully.
+                .init(service: leaveService, successTerminationBehavior: .gracefullyShutdownGroup, serviceName: "leave"),
                 .init(service: nodeState, serviceName: "node-state"),
             ],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)
-        groupConfig.maximumGracefulShutdownDuration = config.shutdownTimeout
+        // Leaving on SIGTERM hands the shards over inside the graceful shutdown.
+        groupConfig.maximumGracefulShutdownDuration = config.shutdownTimeout + (config.leaveOnShutdown ? config.handoverTimeout : .zero)
         groupConfig.maximumCancellationDuration = .seconds(5)
         let group = ServiceGroup(configuration: groupConfig)
         try await group.run()

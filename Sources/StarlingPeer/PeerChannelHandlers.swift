@@ -95,4 +95,14 @@ public struct PeerWireConfiguration: Sendable {
         try pipeline.addHandler(ByteToMessageHandler(PeerFrameByteDecoder(decoder: decoder)))
         try pipeline.addHandler(PeerFrameEncoderHandler(encoder: encoder))
     }
+
+    /// A bootstrap's channel initializer: the framing handlers (nonce salt from the system
+    /// generator) under a `NIOAsyncChannel` of frames.
+    public func framedChannel(_ channel: any Channel) -> EventLoopFuture<NIOAsyncChannel<PeerFrame, PeerFrame>> {
+        channel.eventLoop.makeCompletedFuture {
+            var random = SystemRandomNumberGenerator()
+            try addHandlers(to: channel.pipeline.syncOperations, random: &random)
+            return try NIOAsyncChannel<PeerFrame, PeerFrame>(wrappingChannelSynchronously: channel)
+        }
+    }
 }

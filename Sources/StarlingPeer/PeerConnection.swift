@@ -10,12 +10,15 @@ public enum PeerRequestError: Error, Equatable, Sendable, CustomStringConvertibl
     case timedOut(requestID: UInt64, timeoutMs: UInt32)
     /// The connection closed (or broke the protocol) before the final answer.
     case connectionClosed(requestID: UInt64)
+    /// The connection had already closed: the request was not sent (safe to retry elsewhere).
+    case notConnected
 
     public var description: String {
         switch self {
         case let .overloaded(n, limit): "peer connection overloaded: \(n) requests in flight (limit \(limit))"
         case let .timedOut(id, ms): "peer request \(id) got no answer within \(ms) ms"
         case let .connectionClosed(id): "peer connection closed before request \(id) was answered"
+        case .notConnected: "peer connection already closed; request not sent"
         }
     }
 }
@@ -60,6 +63,15 @@ public actor PeerConnection {
     public var requestsInFlight: Int { tracker.inFlight }
     /// Answers that arrived after their request timed out or was cancelled.
     public private(set) var lateAnswers = 0
+    /// Final answers delivered to this side's requests (a pool uses it to tell a connection
+    /// that worked from one the peer dropped at once, e.g. for a wrong cluster key).
+    public private(set) var answersReceived = 0
+    /// Whether the connection stopped reading (the peer closed, or a frame-level error).
+    public var isClosed: Bool { closed }
+    /// Why reading stopped: the frame-level error or protocol violation, nil for a clean close
+    /// (or while open).
+    public private(set) var closeReason: String?
+    private var closeWaiters: [CheckedContinuation<Void, Never>] = []
 
     init(outbound: NIOAsyncChannelOutboundWriter<PeerFrame>, settings: Settings) {
         self.outbound = outbound
@@ -82,10 +94,10 @@ public actor PeerConnection {
                     do {
                         try await connection.readLoop(inbound, handler: handler)
                     } catch {
-                        await connection.close()
+                        await connection.close(reason: "\(error)")
                         throw error
                     }
-                    await connection.close()
+                    await connection.close(reason: nil)
                     return nil
                 }
                 guard let body else {
@@ -136,15 +148,13 @@ public actor PeerConnection {
     private func start(_ type: PeerMessageType, payload: [UInt8], timeoutMs: UInt32) async throws
         -> (UInt64, AsyncThrowingStream<PeerFrame, any Error>)
     {
+        // Checked first: nothing was sent, so the caller may safely retry on a new connection.
+        guard !closed else { throw PeerRequestError.notConnected }
         switch tracker.begin(type, timeoutMs: timeoutMs, nowMs: Int64(NIODeadline.now().uptimeNanoseconds / 1_000_000)) {
         case let .overloaded(n, limit):
             throw PeerRequestError.overloaded(inFlight: n, limit: limit)
         case let .send(id, _):
             let (stream, continuation) = AsyncThrowingStream.makeStream(of: PeerFrame.self, throwing: (any Error).self)
-            if closed {
-                _ = tracker.onClosed()
-                throw PeerRequestError.connectionClosed(requestID: id)
-            }
             answers[id] = continuation
             do {
                 try await outbound.write(PeerFrame(
@@ -163,17 +173,31 @@ public actor PeerConnection {
         answers.removeValue(forKey: id)?.finish(throwing: error)
     }
 
-    private func close() {
+    private func close(reason: String?) {
+        guard !closed else { return }
         closed = true
+        closeReason = reason
         for id in tracker.onClosed() {
             answers.removeValue(forKey: id)?.finish(throwing: PeerRequestError.connectionClosed(requestID: id))
         }
+        for waiter in closeWaiters { waiter.resume() }
+        closeWaiters = []
+    }
+
+    /// Returns once the connection stopped reading (the peer closed it, the channel was closed
+    /// locally, or a frame-level error): a client `body` that keeps a connection open for
+    /// others waits on this, so `run` returns when the link dies.
+    public func waitUntilClosed() async {
+        if closed { return }
+        await withCheckedContinuation { closeWaiters.append($0) }
     }
 
     // MARK: Inbound
 
-    private struct Violation: Error, CustomStringConvertible {
-        var description: String
+    /// The peer broke the request/response protocol (see `PeerRequestTracker.Routing`): the
+    /// connection is closed and this is thrown from `run`.
+    public struct ProtocolViolation: Error, CustomStringConvertible {
+        public var description: String
     }
 
     /// Peer requests being handled now.
@@ -220,13 +244,14 @@ public actor PeerConnection {
             guard let continuation = answers[id] else { return }
             continuation.yield(frame)
             if finished {
+                answersReceived += 1
                 continuation.finish()
                 answers[id] = nil
             }
         case .late:
             lateAnswers += 1
         case let .violation(reason):
-            throw Violation(description: "peer protocol violation: \(reason)")
+            throw ProtocolViolation(description: "peer protocol violation: \(reason)")
         }
     }
 

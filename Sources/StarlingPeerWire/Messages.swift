@@ -130,7 +130,38 @@ public struct PayloadReader {
     }
 }
 
+extension PayloadReader {
+    /// `uvarint matcher_count ‖ (u8 kind ‖ string name ‖ string value)*`; kinds 1 `=`, 2 `!=`,
+    /// 3 `=~`, 4 `!~`. Regular expressions are compiled here, so a bad one is a decode error.
+    mutating func matchers() throws(PeerWireError) -> [LabelMatcher] {
+        let n = try count("matcher_count", minItemBytes: 3)
+        var matchers: [LabelMatcher] = []
+        matchers.reserveCapacity(n)
+        for i in 0..<n {
+            let k = try u8("matcher kind")
+            guard let kind = LabelMatcher.Kind(wireValue: k) else { throw malformed("matcher \(i): unknown kind \(k)") }
+            let name = try string("matcher name")
+            let value = try string("matcher value")
+            do {
+                matchers.append(try LabelMatcher(kind, name, value))
+            } catch {
+                throw malformed("matcher \(i): \(error)")
+            }
+        }
+        return matchers
+    }
+}
+
 extension Array where Element == UInt8 {
+    mutating func appendMatchers(_ matchers: [LabelMatcher]) {
+        appendUVarint(UInt64(matchers.count))
+        for m in matchers {
+            append(m.kind.wireValue)
+            appendString(m.name)
+            appendString(m.value)
+        }
+    }
+
     mutating func appendShardSet(_ set: ShardSet) {
         var bitmap: [UInt8] = []
         for s in set {
@@ -461,12 +492,7 @@ public struct SelectMessage: PeerMessage, Equatable {
         out.appendVarint(endMs)
         out.appendShardSet(shards)
         out.appendUVarint(limit)
-        out.appendUVarint(UInt64(matchers.count))
-        for m in matchers {
-            out.append(m.kind.wireValue)
-            out.appendString(m.name)
-            out.appendString(m.value)
-        }
+        out.appendMatchers(matchers)
     }
 
     public init(from r: inout PayloadReader) throws(PeerWireError) {
@@ -475,21 +501,7 @@ public struct SelectMessage: PeerMessage, Equatable {
         guard startMs <= endMs else { throw r.malformed("start_ms \(startMs) after end_ms \(endMs)") }
         shards = try r.shardSet("shards")
         limit = try r.uvarint("limit")
-        let n = try r.count("matcher_count", minItemBytes: 3)
-        var matchers: [LabelMatcher] = []
-        matchers.reserveCapacity(n)
-        for i in 0..<n {
-            let k = try r.u8("matcher kind")
-            guard let kind = LabelMatcher.Kind(wireValue: k) else { throw r.malformed("matcher \(i): unknown kind \(k)") }
-            let name = try r.string("matcher name")
-            let value = try r.string("matcher value")
-            do {
-                matchers.append(try LabelMatcher(kind, name, value))
-            } catch {
-                throw r.malformed("matcher \(i): \(error)")
-            }
-        }
-        self.matchers = matchers
+        matchers = try r.matchers()
     }
 }
 
@@ -567,24 +579,28 @@ public struct StreamEndMessage: PeerMessage, Equatable {
 
 // MARK: - Anti-entropy and shard streams
 
-/// Digests of every block of `shards` whose start lies in `[from_block_ms, to_block_ms]`:
-/// `shard set ‖ varint from_block_ms ‖ varint to_block_ms`.
+/// Digests of every block of `shards` whose start lies in `[from_block_ms, to_block_ms]`, over
+/// samples at or before `until_ms` (the settled past; both sides use the requester's cut):
+/// `shard set ‖ varint from_block_ms ‖ varint to_block_ms ‖ varint until_ms`.
 public struct BlockDigestsMessage: PeerMessage, Equatable {
     public static let type = PeerMessageType.blockDigests
     public var shards: ShardSet
     public var fromBlockMs: Int64
     public var toBlockMs: Int64
+    public var untilMs: Int64
 
-    public init(shards: ShardSet, fromBlockMs: Int64, toBlockMs: Int64) {
+    public init(shards: ShardSet, fromBlockMs: Int64, toBlockMs: Int64, untilMs: Int64 = .max) {
         self.shards = shards
         self.fromBlockMs = fromBlockMs
         self.toBlockMs = toBlockMs
+        self.untilMs = untilMs
     }
 
     public func encode(into out: inout [UInt8]) {
         out.appendShardSet(shards)
         out.appendVarint(fromBlockMs)
         out.appendVarint(toBlockMs)
+        out.appendVarint(untilMs)
     }
 
     public init(from r: inout PayloadReader) throws(PeerWireError) {
@@ -592,6 +608,7 @@ public struct BlockDigestsMessage: PeerMessage, Equatable {
         fromBlockMs = try r.varint("from_block_ms")
         toBlockMs = try r.varint("to_block_ms")
         guard fromBlockMs <= toBlockMs else { throw r.malformed("from_block_ms \(fromBlockMs) after to_block_ms \(toBlockMs)") }
+        untilMs = try r.varint("until_ms")
     }
 }
 
@@ -643,25 +660,30 @@ public struct BlockDigestsReplyMessage: PeerMessage, Equatable {
     }
 }
 
-/// Per-series digests of one block: `u16 shard ‖ varint block_start_ms`.
+/// Per-series digests of one block over samples at or before `until_ms`:
+/// `u16 shard ‖ varint block_start_ms ‖ varint until_ms`.
 public struct SeriesDigestsMessage: PeerMessage, Equatable {
     public static let type = PeerMessageType.seriesDigests
     public var shard: ShardID
     public var blockStartMs: Int64
+    public var untilMs: Int64
 
-    public init(shard: ShardID, blockStartMs: Int64) {
+    public init(shard: ShardID, blockStartMs: Int64, untilMs: Int64 = .max) {
         self.shard = shard
         self.blockStartMs = blockStartMs
+        self.untilMs = untilMs
     }
 
     public func encode(into out: inout [UInt8]) {
         out.appendBigEndian(shard.rawValue)
         out.appendVarint(blockStartMs)
+        out.appendVarint(untilMs)
     }
 
     public init(from r: inout PayloadReader) throws(PeerWireError) {
         shard = try r.shard("shard")
         blockStartMs = try r.varint("block_start_ms")
+        untilMs = try r.varint("until_ms")
     }
 }
 
@@ -759,19 +781,207 @@ public struct FetchShardMessage: PeerMessage, Equatable {
     }
 }
 
-/// The shards the sender holds complete (`ShardOwnership.completeShards`): `shard set`. Sent
-/// one-way (request ID 0) after every change and periodically; the frame header's placement
-/// version says which placement the report was made under.
-public struct ShardStateMessage: PeerMessage, Equatable {
-    public static let type = PeerMessageType.shardState
-    public var complete: ShardSet
+/// Hand one shard's chunks to an owner: `u16 shard ‖ series frame body`. The receiver appends
+/// them through its durable path (samples it holds already are dropped as duplicates) and answers
+/// `writeAck` with one result for the shard; once acknowledged it holds every pushed sample.
+public struct PushChunksMessage: PeerMessage {
+    public static let type = PeerMessageType.pushChunks
+    public var shard: ShardID
+    public var series: [SeriesChunks]
 
-    public init(complete: ShardSet) { self.complete = complete }
+    public init(shard: ShardID, series: [SeriesChunks]) {
+        self.shard = shard
+        self.series = series
+    }
 
-    public func encode(into out: inout [UInt8]) { out.appendShardSet(complete) }
+    public func encode(into out: inout [UInt8]) {
+        out.appendBigEndian(shard.rawValue)
+        SeriesFrameMessage(series: series).encode(into: &out)
+    }
 
     public init(from r: inout PayloadReader) throws(PeerWireError) {
+        shard = try r.shard("shard")
+        series = try SeriesFrameMessage(from: &r).series
+    }
+}
+
+/// The shards a node holds complete (every acknowledged write of the shard is in its copy):
+/// `string node_id ‖ shard set`. Sent as a request, answered with the responder's own report,
+/// so one exchange tells both sides; the frame header's placement version says which placement
+/// each report was made under.
+public struct ShardStateMessage: PeerMessage, Equatable {
+    public static let type = PeerMessageType.shardState
+    /// The reporting node (connections carry no identity of their own).
+    public var nodeID: String
+    public var complete: ShardSet
+
+    public init(nodeID: String = "", complete: ShardSet) {
+        self.nodeID = nodeID
+        self.complete = complete
+    }
+
+    public func encode(into out: inout [UInt8]) {
+        out.appendString(nodeID)
+        out.appendShardSet(complete)
+    }
+
+    public init(from r: inout PayloadReader) throws(PeerWireError) {
+        nodeID = try r.string("node_id")
         complete = try r.shardSet("complete")
+    }
+}
+
+// MARK: - Label queries
+
+/// What a `labelQuery` asks for.
+public enum LabelQueryKind: UInt8, Sendable, Hashable, CaseIterable {
+    /// Label sets of matching series (`/api/v1/series`).
+    case series = 1
+    /// Label names (`/api/v1/labels`).
+    case labelNames = 2
+    /// Values of the label `name` (`/api/v1/label/<name>/values`).
+    case labelValues = 3
+}
+
+/// `u8 kind ‖ string name ‖ varint start_ms ‖ varint end_ms ‖ uvarint limit (0 = none) ‖
+/// uvarint set_count ‖ (uvarint matcher_count ‖ (u8 kind ‖ string name ‖ string value)*)*`.
+/// Answered over the responder's whole store (not per shard): the coordinator asks enough
+/// nodes to cover every shard and takes the union, which replicas cannot make wrong.
+public struct LabelQueryMessage: PeerMessage, Equatable {
+    public static let type = PeerMessageType.labelQuery
+    public var kind: LabelQueryKind
+    /// The label whose values are asked for (`labelValues`); empty otherwise.
+    public var name: String
+    public var startMs: Int64
+    public var endMs: Int64
+    /// At most this many results; 0 means no limit.
+    public var limit: UInt64
+    /// Series matching any set; no set means every series.
+    public var matcherSets: [[LabelMatcher]]
+
+    public init(kind: LabelQueryKind, name: String = "", startMs: Int64, endMs: Int64, limit: UInt64 = 0, matcherSets: [[LabelMatcher]]) {
+        self.kind = kind
+        self.name = name
+        self.startMs = startMs
+        self.endMs = endMs
+        self.limit = limit
+        self.matcherSets = matcherSets
+    }
+
+    public func encode(into out: inout [UInt8]) {
+        out.append(kind.rawValue)
+        out.appendString(name)
+        out.appendVarint(startMs)
+        out.appendVarint(endMs)
+        out.appendUVarint(limit)
+        out.appendUVarint(UInt64(matcherSets.count))
+        for set in matcherSets { out.appendMatchers(set) }
+    }
+
+    public init(from r: inout PayloadReader) throws(PeerWireError) {
+        let k = try r.u8("kind")
+        guard let kind = LabelQueryKind(rawValue: k) else { throw r.malformed("unknown label query kind \(k)") }
+        self.kind = kind
+        name = try r.string("name")
+        startMs = try r.varint("start_ms")
+        endMs = try r.varint("end_ms")
+        guard startMs <= endMs else { throw r.malformed("start_ms \(startMs) after end_ms \(endMs)") }
+        limit = try r.uvarint("limit")
+        let n = try r.count("set_count", minItemBytes: 1)
+        var sets: [[LabelMatcher]] = []
+        sets.reserveCapacity(n)
+        for _ in 0..<n { sets.append(try r.matchers()) }
+        matcherSets = sets
+    }
+}
+
+/// `uvarint warning_count ‖ string* ‖ uvarint count ‖ item*`: items are label sets (`labels`
+/// encoding) for `series`, strings otherwise; sorted as the local read API sorts them.
+public struct LabelQueryReplyMessage: PeerMessage, Equatable {
+    public static let type = PeerMessageType.labelQueryReply
+    public var warnings: [String]
+    public var series: [Labels]
+    public var strings: [String]
+
+    public init(warnings: [String] = [], series: [Labels] = [], strings: [String] = []) {
+        self.warnings = warnings
+        self.series = series
+        self.strings = strings
+    }
+
+    public func encode(into out: inout [UInt8]) {
+        out.appendUVarint(UInt64(warnings.count))
+        for w in warnings { out.appendString(w) }
+        out.append(series.isEmpty ? 0 : 1)
+        if series.isEmpty {
+            out.appendUVarint(UInt64(strings.count))
+            for s in strings { out.appendString(s) }
+        } else {
+            out.appendUVarint(UInt64(series.count))
+            for l in series { out.appendLengthPrefixed(l.bytes) }
+        }
+    }
+
+    public init(from r: inout PayloadReader) throws(PeerWireError) {
+        let w = try r.count("warning_count", minItemBytes: 1)
+        warnings = []
+        for _ in 0..<w { warnings.append(try r.string("warning")) }
+        let holdsSeries = try r.u8("item kind")
+        guard holdsSeries <= 1 else { throw r.malformed("item kind \(holdsSeries) is neither 0 (strings) nor 1 (label sets)") }
+        let n = try r.count("count", minItemBytes: 1)
+        series = []
+        strings = []
+        if holdsSeries == 1 {
+            series.reserveCapacity(n)
+            for _ in 0..<n { series.append(try r.labels("labels")) }
+        } else {
+            strings.reserveCapacity(n)
+            for _ in 0..<n { strings.append(try r.string("value")) }
+        }
+    }
+}
+
+/// Ask for the rule groups the receiver evaluates: `u8 0` (reserved for filters).
+public struct RuleGroupsMessage: PeerMessage, Equatable {
+    public static let type = PeerMessageType.ruleGroups
+
+    public init() {}
+
+    public func encode(into out: inout [UInt8]) { out.append(0) }
+
+    public init(from r: inout PayloadReader) throws(PeerWireError) {
+        let v = try r.u8("reserved")
+        guard v == 0 else { throw r.malformed("reserved byte \(v), expected 0") }
+    }
+}
+
+/// The rule groups a node evaluates, as a JSON document (`bytes json`): small control data,
+/// rendered and read by the node's rules API, bounded by the frame body limit.
+public struct RuleGroupsReplyMessage: PeerMessage, Equatable {
+    public static let type = PeerMessageType.ruleGroupsReply
+    public var json: [UInt8]
+
+    public init(json: [UInt8]) { self.json = json }
+
+    public func encode(into out: inout [UInt8]) { out.appendLengthPrefixed(json) }
+
+    public init(from r: inout PayloadReader) throws(PeerWireError) {
+        json = Array(try r.bytes("json", limit: r.limits.maxDecodedPayloadBytes, limitName: "max_decoded_payload_bytes"))
+    }
+}
+
+/// Alerts for the alertmanager node, as JSON (`bytes json`); the reply (`post_alerts_reply`)
+/// has the same body, `{}`. `alertmanager_op` and its reply carry their JSON the same way.
+public struct PostAlertsMessage: PeerMessage, Equatable {
+    public static let type = PeerMessageType.postAlerts
+    public var json: [UInt8]
+
+    public init(json: [UInt8]) { self.json = json }
+
+    public func encode(into out: inout [UInt8]) { out.appendLengthPrefixed(json) }
+
+    public init(from r: inout PayloadReader) throws(PeerWireError) {
+        json = Array(try r.bytes("json", limit: r.limits.maxDecodedPayloadBytes, limitName: "max_decoded_payload_bytes"))
     }
 }
 
@@ -791,6 +1001,17 @@ public enum AnyPeerMessage: Sendable {
     case seriesDigestsReply(SeriesDigestsReplyMessage)
     case fetchShard(FetchShardMessage)
     case shardState(ShardStateMessage)
+    case labelQuery(LabelQueryMessage)
+    case labelQueryReply(LabelQueryReplyMessage)
+    case pushChunks(PushChunksMessage)
+    case ruleGroups(RuleGroupsMessage)
+    case ruleGroupsReply(RuleGroupsReplyMessage)
+    case postAlerts(PostAlertsMessage)
+    case postAlertsReply(PostAlertsMessage)
+    case alertmanagerOp(PostAlertsMessage)
+    case alertmanagerOpReply(PostAlertsMessage)
+    case rulesOp(PostAlertsMessage)
+    case rulesOpReply(PostAlertsMessage)
 
     /// Decodes `frame`'s payload as its type.
     public init(_ frame: PeerFrame, limits: PeerWireLimits = .default) throws(PeerWireError) {
@@ -810,6 +1031,27 @@ public enum AnyPeerMessage: Sendable {
         case .seriesDigestsReply: self = .seriesDigestsReply(try .decode(p, limits: limits))
         case .fetchShard: self = .fetchShard(try .decode(p, limits: limits))
         case .shardState: self = .shardState(try .decode(p, limits: limits))
+        case .labelQuery: self = .labelQuery(try .decode(p, limits: limits))
+        case .labelQueryReply: self = .labelQueryReply(try .decode(p, limits: limits))
+        case .pushChunks: self = .pushChunks(try .decode(p, limits: limits))
+        case .ruleGroups: self = .ruleGroups(try .decode(p, limits: limits))
+        case .ruleGroupsReply: self = .ruleGroupsReply(try .decode(p, limits: limits))
+        case .postAlerts: self = .postAlerts(try .decode(p, limits: limits))
+        case .postAlertsReply:
+            var r = PayloadReader(p, type: .postAlertsReply, limits: limits)
+            let m = try PostAlertsMessage(from: &r)
+            guard r.isAtEnd else { throw .trailingBytes(type: .postAlertsReply, count: r.remaining) }
+            self = .postAlertsReply(m)
+        case .alertmanagerOp, .alertmanagerOpReply:
+            var r = PayloadReader(p, type: frame.type, limits: limits)
+            let m = try PostAlertsMessage(from: &r)
+            guard r.isAtEnd else { throw .trailingBytes(type: frame.type, count: r.remaining) }
+            self = frame.type == .alertmanagerOp ? .alertmanagerOp(m) : .alertmanagerOpReply(m)
+        case .rulesOp, .rulesOpReply:
+            var r = PayloadReader(p, type: frame.type, limits: limits)
+            let m = try PostAlertsMessage(from: &r)
+            guard r.isAtEnd else { throw .trailingBytes(type: frame.type, count: r.remaining) }
+            self = frame.type == .rulesOp ? .rulesOp(m) : .rulesOpReply(m)
         }
     }
 }

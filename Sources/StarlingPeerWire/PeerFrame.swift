@@ -62,8 +62,37 @@ public enum PeerMessageType: UInt8, Sendable, Hashable, CaseIterable, CustomStri
     case seriesDigestsReply = 12
     /// Stream a shard's data (bootstrap, repair): answered with `seriesFrame`s and `streamEnd`.
     case fetchShard = 13
-    /// The shards the sender holds complete (one-way, request ID 0, or answered with `ping`).
+    /// The shards the sender holds complete; as a request it is answered with the responder's
+    /// own `shardState` (an exchange: both sides learn the other's report).
     case shardState = 14
+    /// Series label sets, label names or one label's values matching matcher sets in a time
+    /// range (the `/api/v1/series`, `/labels`, `/label/…/values` fan-out).
+    case labelQuery = 15
+    /// The answer to `labelQuery`.
+    case labelQueryReply = 16
+    /// Chunks of one shard handed to an owner (a former owner releasing the shard): appended
+    /// like a repair, duplicates dropped; answered with `writeAck`.
+    case pushChunks = 17
+    /// Ask a node for the rule groups it evaluates (`GET /api/v1/rules` and `/api/v1/alerts` on
+    /// any node); answered with `ruleGroupsReply`.
+    case ruleGroups = 18
+    /// The answer to `ruleGroups`: the groups' state as JSON.
+    case ruleGroupsReply = 19
+    /// Alerts for the node that runs the alertmanager (from rule evaluation or the API on
+    /// another node); answered with `postAlertsReply`.
+    case postAlerts = 20
+    /// The answer to `postAlerts`.
+    case postAlertsReply = 21
+    /// An Alertmanager API operation (list alerts, silences) for the node that runs the
+    /// alertmanager, as JSON; answered with `alertmanagerOpReply`.
+    case alertmanagerOp = 22
+    /// The answer to `alertmanagerOp`: `{"status": HTTP status, "body": …}`.
+    case alertmanagerOpReply = 23
+    /// A change to the rule catalog for its coordinator, or a catalog sync between two nodes,
+    /// as JSON; answered with `rulesOpReply`.
+    case rulesOp = 24
+    /// The answer to `rulesOp`.
+    case rulesOpReply = 25
 
     public var description: String {
         switch self {
@@ -81,6 +110,17 @@ public enum PeerMessageType: UInt8, Sendable, Hashable, CaseIterable, CustomStri
         case .seriesDigestsReply: "series_digests_reply"
         case .fetchShard: "fetch_shard"
         case .shardState: "shard_state"
+        case .labelQuery: "label_query"
+        case .labelQueryReply: "label_query_reply"
+        case .pushChunks: "push_chunks"
+        case .ruleGroups: "rule_groups"
+        case .ruleGroupsReply: "rule_groups_reply"
+        case .postAlerts: "post_alerts"
+        case .postAlertsReply: "post_alerts_reply"
+        case .alertmanagerOp: "alertmanager_op"
+        case .alertmanagerOpReply: "alertmanager_op_reply"
+        case .rulesOp: "rules_op"
+        case .rulesOpReply: "rules_op_reply"
         }
     }
 }

@@ -65,11 +65,18 @@ public struct PeerRequestTracker: Sendable {
     public static func responseTypes(for type: PeerMessageType) -> Set<PeerMessageType> {
         switch type {
         case .ping: [.ping, .error]
-        case .write, .hintDelivery: [.writeAck, .error]
+        case .write, .hintDelivery, .pushChunks: [.writeAck, .error]
         case .select, .fetchShard: [.seriesFrame, .streamEnd, .error]
         case .blockDigests: [.blockDigestsReply, .error]
         case .seriesDigests: [.seriesDigestsReply, .error]
-        case .error, .writeAck, .seriesFrame, .streamEnd, .blockDigestsReply, .seriesDigestsReply, .shardState: []
+        case .labelQuery: [.labelQueryReply, .error]
+        case .shardState: [.shardState, .error]
+        case .ruleGroups: [.ruleGroupsReply, .error]
+        case .postAlerts: [.postAlertsReply, .error]
+        case .alertmanagerOp: [.alertmanagerOpReply, .error]
+        case .rulesOp: [.rulesOpReply, .error]
+        case .error, .writeAck, .seriesFrame, .streamEnd, .blockDigestsReply, .seriesDigestsReply, .labelQueryReply, .ruleGroupsReply,
+             .postAlertsReply, .alertmanagerOpReply, .rulesOpReply: []
         }
     }
 

@@ -15,6 +15,9 @@ import StarlingCore
 /// 0x06 wal         06 | seq u64                                 → WAL record
 /// 0x07 metadata    07 | utf8 key                                → value (MetadataStore)
 /// 0x08 dirty       08 | shard u16 | block i32 | low48           → ∅ (series-block to compact)
+/// 0x09 hint        09 | uvarint len | target utf8 | seq u64     → varint stored_at_ms ‖
+///                                                                 uvarint samples ‖ payload
+///                  09 | 00                                      → u64 highest hint seq handed out
 /// ```
 ///
 /// Shard-first chunk keys make one shard's data contiguous, and `shard | block` contiguous
@@ -30,15 +33,19 @@ public enum Keyspace {
     public static let walPrefix: UInt8 = 0x06
     public static let metadataPrefix: UInt8 = 0x07
     public static let dirtyPrefix: UInt8 = 0x08
+    public static let hintPrefix: UInt8 = 0x09
 
     /// Length of a block: one UTC day. Index, chunk keys, compaction and retention all work in
     /// whole blocks. Recorded in the meta keyspace; changing it needs a data migration.
     public static let blockDurationMs: Int64 = 86_400_000
 
-    /// The block containing timestamp `t` (floor division, so negative timestamps work).
+    /// The block containing timestamp `t` (floor division, so negative timestamps work). Total
+    /// over Int64 and monotonic: a time range from a peer may start at `Int64.min`, and times
+    /// beyond the ±5.8 million years blocks can number saturate at the first or last block
+    /// (the store refuses samples there, `timestamp_out_of_range`).
     @inlinable
     public static func block(ofMs t: Int64) -> Int32 {
-        Int32(truncatingIfNeeded: t >= 0 ? t / blockDurationMs : -((-t - 1) / blockDurationMs) - 1)
+        Int32(clamping: t >= 0 ? t / blockDurationMs : (t + 1) / blockDurationMs - 1)
     }
 
     /// First millisecond of `block`.
@@ -307,5 +314,38 @@ public enum Keyspace {
     public static func parseDirtyKey(_ k: UnsafeRawBufferPointer) -> (SeriesID, Int32)? {
         guard k.count == 13, k[0] == dirtyPrefix else { return nil }
         return (SeriesID(shard: ShardID(rawValue: readU16(k, 1)), low: readLow48(k, 7)), readBlock(k, 3))
+    }
+
+    // MARK: - Hints
+
+    /// `09 | 00` — the hint sequence high-water mark. No target ID is empty, so this key never
+    /// collides with a hint key (whose second byte is a length ≥ 1).
+    public static let hintSeqKey: [UInt8] = [hintPrefix, 0x00]
+
+    /// `09 | uvarint len | target` — every hint for one target node. The length prefix keeps
+    /// one target's range from containing another whose ID merely starts with the same bytes.
+    public static func hintTargetPrefix(_ target: String) -> [UInt8] {
+        var k: [UInt8] = [hintPrefix]
+        k.reserveCapacity(target.utf8.count + 11)
+        k.appendLengthPrefixed(target)
+        return k
+    }
+
+    public static func hintKey(target: String, seq: UInt64) -> [UInt8] {
+        var k = hintTargetPrefix(target)
+        k.appendBigEndian(seq)
+        return k
+    }
+
+    /// Target and sequence number of a hint key; nil when the key is not a well-formed hint key
+    /// (including the high-water mark key).
+    public static func parseHintKey(_ k: [UInt8]) -> (target: String, seq: UInt64)? {
+        guard k.first == hintPrefix else { return nil }
+        var r = ByteReader(k, offset: 1)
+        guard let n = try? r.readUVarint(), n >= 1, UInt64(r.remaining) == n + 8,
+              let raw = try? r.readBytes(Int(n)), let target = String(validating: raw, as: UTF8.self),
+              let seq = try? r.readBigEndian(UInt64.self)
+        else { return nil }
+        return (target, seq)
     }
 }

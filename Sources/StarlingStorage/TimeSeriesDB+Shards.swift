@@ -112,11 +112,14 @@ extension TimeSeriesDB {
         return out
     }
 
-    /// Per-series digests of `shard` in `block`, sorted by labels.
-    public func seriesDigests(of shard: ShardID, block: Int32) throws -> [SeriesDigest] {
+    /// Per-series digests of `shard` in `block`, sorted by labels, over samples at or before
+    /// `untilMs` only: anti-entropy compares the settled past, not the last seconds that are
+    /// still in flight between replicas. Series without such samples are left out.
+    public func seriesDigests(of shard: ShardID, block: Int32, untilMs: Int64 = .max) throws -> [SeriesDigest] {
         let startMs = Keyspace.blockStartMs(block)
-        let endMs = startMs + Keyspace.blockDurationMs - 1
-        return try series(of: shard, block: block).map { s in
+        let endMs = min(startMs + Keyspace.blockDurationMs - 1, untilMs)
+        guard endMs >= startMs else { return [] }
+        return try series(of: shard, block: block).compactMap { s in
             var it = SeriesSampleIterator(chunks: s.chunks, minTimeMs: startMs, maxTimeMs: endMs)
             var bytes: [UInt8] = []
             var count = 0
@@ -125,13 +128,13 @@ extension TimeSeriesDB {
                 bytes.appendLittleEndian(it.value.bitPattern)
                 count += 1
             }
-            return SeriesDigest(labels: s.labels, sampleCount: count, content: XXH64.hash(bytes))
+            return count == 0 ? nil : SeriesDigest(labels: s.labels, sampleCount: count, content: XXH64.hash(bytes))
         }
     }
 
-    /// The digest of `shard` in `block`.
-    public func digest(of shard: ShardID, block: Int32) throws -> ShardBlockDigest {
-        .of(shard: shard, block: block, try seriesDigests(of: shard, block: block))
+    /// The digest of `shard` in `block`, over samples at or before `untilMs`.
+    public func digest(of shard: ShardID, block: Int32, untilMs: Int64 = .max) throws -> ShardBlockDigest {
+        .of(shard: shard, block: block, try seriesDigests(of: shard, block: block, untilMs: untilMs))
     }
 
     /// Stores samples received as chunks from a peer (bootstrap, repair, hint replay of chunked

@@ -21,6 +21,9 @@ import Synchronization
 public final class TimeSeriesDB: Querier, Sendable {
     public let options: Options
     let store: any KeyValueStore
+    /// The key-value store under this database, for stores that share it in their own keyspace
+    /// prefix (the hint store, `0x09`).
+    public var keyValueStore: any KeyValueStore { store }
     let head: Mutex<HeadState>
     /// What replaying the WAL did when this instance opened.
     public let recovery: RecoveryReport

@@ -42,7 +42,8 @@ struct LoadRunner {
         }
     }
 
-    let target: Target
+    /// Where connection `i` sends: `targets[i % targets.count]` (the nodes of a cluster).
+    let targets: [Target]
     let client: HTTPClient
 
     /// Runs every connection's request list to the end; returns the merged outcome.
@@ -50,8 +51,9 @@ struct LoadRunner {
         let clock = ContinuousClock()
         let start = clock.now
         var total = await withTaskGroup(of: Outcome.self) { group in
-            for requests in perConnection {
-                group.addTask { await self.send(requests) }
+            for (i, requests) in perConnection.enumerated() {
+                let target = targets[i % targets.count]
+                group.addTask { await self.send(requests, to: target) }
             }
             var merged = Outcome()
             for await o in group { merged.merge(o) }
@@ -65,7 +67,7 @@ struct LoadRunner {
         Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
     }
 
-    private func send(_ requests: [PreparedRequest]) async -> Outcome {
+    private func send(_ requests: [PreparedRequest], to target: Target) async -> Outcome {
         var o = Outcome()
         let clock = ContinuousClock()
         var headers: [(String, String)] = []

@@ -76,6 +76,12 @@ struct Ingest: AsyncParsableCommand {
     @Option(help: "PID of the server process, for peak RSS and CPU time.")
     var serverPID: Int32?
 
+    @Option(name: .customLong("also-url"), help: "Another node of the same cluster (repeatable): connections are spread over --url and these, round robin.")
+    var alsoURLs: [String] = []
+
+    @Option(name: .customLong("also-server-pid"), help: "PID of another server process of the cluster (repeatable): CPU time is summed, peak RSS is the largest.")
+    var alsoServerPIDs: [Int32] = []
+
     @Option(help: "Server data directory: after the load, flush and compact, then measure its size.")
     var dataDir: String?
 
@@ -143,14 +149,19 @@ struct Ingest: AsyncParsableCommand {
         let samples = all.reduce(0) { $0 + $1.samples }
         let wire = all.reduce(0) { $0 + $1.body.readableBytes }
         let raw = all.reduce(0) { $0 + $1.rawBytes }
-        let target = LoadRunner.Target(baseURL: url, proto: proto, bearerToken: token, gzip: gzip)
-        let cpuBefore = serverPID.flatMap { ServerProbe.cpuSeconds(pid: $0) }
+        let targets = ([url] + alsoURLs).map { LoadRunner.Target(baseURL: $0, proto: proto, bearerToken: token, gzip: gzip) }
+        let pids = (serverPID.map { [$0] } ?? []) + alsoServerPIDs
+        func cpu() -> Double? {
+            let all = pids.compactMap { ServerProbe.cpuSeconds(pid: $0) }
+            return pids.isEmpty || all.count < pids.count ? nil : all.reduce(0, +)
+        }
+        let cpuBefore = cpu()
         let selfBefore = ServerProbe.selfCPUSeconds()
-        let outcome = await LoadRunner(target: target, client: client).run(perConnection)
+        let outcome = await LoadRunner(targets: targets, client: client).run(perConnection)
         let selfCPU = ServerProbe.selfCPUSeconds() - selfBefore
         var serverCPU: Double? = nil
-        if let before = cpuBefore, let after = serverPID.flatMap({ ServerProbe.cpuSeconds(pid: $0) }) { serverCPU = after - before }
-        let rss = serverPID.flatMap { ServerProbe.peakRSSBytes(pid: $0) }
+        if let before = cpuBefore, let after = cpu() { serverCPU = after - before }
+        let rss = pids.compactMap { ServerProbe.peakRSSBytes(pid: $0) }.max()
 
         let h = outcome.latencyUs
         var result = RunResult(

@@ -156,3 +156,48 @@ struct ExportCommand: AsyncParsableCommand {
         FileHandle.standardOutput.write(Data(bytes))
     }
 }
+
+struct LeaveCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "leave",
+        abstract: "Remove a node from its cluster for good: it hands its shards to their new owners, then stops.",
+        discussion: """
+            The node announces `leaving`: writes for its shards go to their new owners as well, which pull the \
+            shards' history. Once every new owner holds them complete (or cluster.handover_timeout passes), the \
+            node stops and leaves placement at once. Progress is printed until the node has stopped. To stop a \
+            node that will come back (a restart), send SIGTERM instead.
+            """)
+    @OptionGroup var client: ClientOptions
+    @Flag(name: .long, help: "Return once the leave has started instead of waiting for the node to stop.")
+    var noWait = false
+
+    func run() async throws {
+        let (_, bytes) = try await client.send(.POST, "/api/v1/cluster/leave")
+        print("\(client.baseURL): leave started (\(Self.detail(bytes) ?? "handing over"))")
+        guard !noWait else { return }
+        var last = ""
+        while true {
+            try await Task.sleep(for: .seconds(1))
+            var request = HTTPClientRequest(url: client.baseURL + "/api/v1/cluster/leave")
+            request.headers.add(name: "Authorization", value: "Bearer \(try client.resolvedToken())")
+            guard let response = try? await HTTPClient.shared.execute(request, timeout: .seconds(10)),
+                  let body = try? await response.body.collect(upTo: 1 << 20)
+            else {
+                print("\(client.baseURL): node stopped; it has left the cluster")
+                return
+            }
+            if let d = Self.detail(Array(buffer: body)), d != last {
+                last = d
+                print(d)
+            }
+        }
+    }
+
+    /// "phase: detail" from a leave status body.
+    static func detail(_ bytes: [UInt8]) -> String? {
+        guard let obj = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any],
+              let data = obj["data"] as? [String: Any], let phase = data["phase"] as? String else { return nil }
+        let detail = data["detail"] as? String ?? ""
+        return detail.isEmpty ? phase : "\(phase): \(detail)"
+    }
+}

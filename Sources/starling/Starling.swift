@@ -9,7 +9,7 @@ struct Starling: AsyncParsableCommand {
         commandName: "starling",
         abstract: "Starling: a monitoring platform in one binary (Prometheus-compatible ingest and read API).",
         discussion: "Start a node with `starling serve`; see docs/configuration.md for every setting.",
-        subcommands: [Serve.self, Version.self, TokenCommand.self, WriteCommand.self, ExportCommand.self],
+        subcommands: [Serve.self, Version.self, TokenCommand.self, WriteCommand.self, ExportCommand.self, LeaveCommand.self],
         defaultSubcommand: nil)
 }
 
@@ -33,6 +33,9 @@ struct Serve: AsyncParsableCommand {
 
     @Option(name: .long, help: ArgumentHelp("Gossip listen address (cluster.gossip, env STARLING_GOSSIP). Default 0.0.0.0:9471.", valueName: "host:port"))
     var gossip: String?
+
+    @Option(name: .long, help: ArgumentHelp("Peer-RPC listen address (cluster.peer_listen, env STARLING_CLUSTER_PEER_LISTEN). Default 0.0.0.0:9472.", valueName: "host:port"))
+    var peer: String?
 
     @Option(name: .long, help: ArgumentHelp("Peers to join (cluster.join, env STARLING_JOIN).", valueName: "host:port,..."))
     var join: String?
@@ -68,6 +71,7 @@ struct Serve: AsyncParsableCommand {
         var out: [ConfigLoader.FlagValue] = []
         let named: [(String, String, String?)] = [
             ("--data-dir", "node.data_dir", dataDir), ("--http", "http.listen", http), ("--gossip", "cluster.gossip", gossip),
+            ("--peer", "cluster.peer_listen", peer),
             ("--join", "cluster.join", join), ("--node-name", "node.name", nodeName), ("--zone", "node.zone", zone),
             ("--replication-factor", "cluster.replication_factor", replicationFactor), ("--retention", "storage.retention", retention),
             ("--log-level", "log.level", logLevel), ("--log-format", "log.format", logFormat),

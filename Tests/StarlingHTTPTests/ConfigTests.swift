@@ -57,7 +57,7 @@ import Testing
     @Test func designFlagsHaveTheirEnvironmentNames() {
         let expected = [
             "node.data_dir": ("STARLING_DATA_DIR", "--data-dir"), "http.listen": ("STARLING_HTTP", "--http"),
-            "cluster.gossip": ("STARLING_GOSSIP", "--gossip"), "cluster.join": ("STARLING_JOIN", "--join"),
+            "cluster.gossip": ("STARLING_GOSSIP", "--gossip"), "cluster.peer_listen": ("STARLING_CLUSTER_PEER_LISTEN", "--peer"), "cluster.join": ("STARLING_JOIN", "--join"),
             "node.name": ("STARLING_NODE_NAME", "--node-name"), "node.zone": ("STARLING_ZONE", "--zone"),
             "cluster.replication_factor": ("STARLING_REPLICATION_FACTOR", "--replication-factor"),
             "auth.admin_token": ("STARLING_ADMIN_TOKEN", nil),

@@ -70,11 +70,11 @@ import Testing
     /// environment path operators use for secrets).
     static let clusterKey = Data((0..<32).map { UInt8($0 * 7 & 0xff) }).base64EncodedString()
 
-    static func startCluster(_ names: [String], profile: String, zones: Bool = true) async throws -> (nodes: [TestNode], seed: String) {
+    static func startCluster(_ names: [String], profile: String, zones: Bool = true, extraArgs: [String] = []) async throws -> (nodes: [TestNode], seed: String) {
         var nodes: [TestNode] = []
         var seed = ""
         for (i, name) in names.enumerated() {
-            var args = ["--set", "cluster.profile=\(profile)"]
+            var args = ["--set", "cluster.profile=\(profile)"] + extraArgs
             if zones { args += ["--zone", "z\(i % 2)"] }
             if i > 0 { args += ["--join", seed] }
             let node = TestNode(name: name, extraArgs: args, environment: ["STARLING_CLUSTER_KEYS": clusterKey])

@@ -61,7 +61,7 @@ import Testing
 
     @Test func generatedAdminTokenIsWrittenPrivatelyAndLogged() async throws {
         let dir = NodeProcess.temporaryDirectory("starling-gen")
-        let process = NodeProcess(name: "gen", arguments: ["serve", "--data-dir", dir, "--http", "127.0.0.1:0", "--gossip", "127.0.0.1:0"], dataDir: dir)
+        let process = NodeProcess(name: "gen", arguments: ["serve", "--data-dir", dir, "--http", "127.0.0.1:0", "--gossip", "127.0.0.1:0", "--peer", "127.0.0.1:0"], dataDir: dir)
         defer { process.cleanup() }
         try await withLogsOnFailure([process]) {
             try process.start()

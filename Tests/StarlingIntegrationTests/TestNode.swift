@@ -18,7 +18,7 @@ final class TestNode: @unchecked Sendable {
         process = NodeProcess(
             name: name,
             // Gossip on a free loopback port too: the default 9471 would collide between nodes.
-            arguments: ["serve", "--data-dir", dir, "--http", "127.0.0.1:0", "--gossip", "127.0.0.1:0", "--node-name", name, "--log-level", "debug"] + extraArgs,
+            arguments: ["serve", "--data-dir", dir, "--http", "127.0.0.1:0", "--gossip", "127.0.0.1:0", "--peer", "127.0.0.1:0", "--node-name", name, "--log-level", "debug"] + extraArgs,
             environment: env, dataDir: dir)
     }
 

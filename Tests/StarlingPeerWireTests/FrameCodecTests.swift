@@ -118,6 +118,17 @@ import Testing
         case let .seriesDigestsReply(x): x.encoded()
         case let .fetchShard(x): x.encoded()
         case let .shardState(x): x.encoded()
+        case let .labelQuery(x): x.encoded()
+        case let .labelQueryReply(x): x.encoded()
+        case let .pushChunks(x): x.encoded()
+        case let .ruleGroups(x): x.encoded()
+        case let .ruleGroupsReply(x): x.encoded()
+        case let .postAlerts(x): x.encoded()
+        case let .postAlertsReply(x): x.encoded()
+        case let .alertmanagerOp(x): x.encoded()
+        case let .alertmanagerOpReply(x): x.encoded()
+        case let .rulesOp(x): x.encoded()
+        case let .rulesOpReply(x): x.encoded()
         }
     }
 

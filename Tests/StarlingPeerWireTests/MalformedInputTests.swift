@@ -42,7 +42,7 @@ import Testing
         check(2, 2, .unsupportedVersion(2, supported: 1...1))
         check(2, 0, .unsupportedVersion(0, supported: 1...1))
         check(3, 0, .unknownType(0))
-        check(3, 15, .unknownType(15))
+        check(3, 26, .unknownType(26))
         check(3, 0xFF, .unknownType(0xFF))
         check(4, 0x10, .unknownFlags(0x10))
         check(4, 0x80 | 0x08, .unknownFlags(0x88))
@@ -56,7 +56,7 @@ import Testing
 
     @Test func errorsNameTheirOffsetAndLimit() {
         #expect(PeerWireError.badMagic(0x47, 0x45).description.contains("0x4745 at offset 0"))
-        #expect(PeerWireError.unknownType(15).description.contains("offset 3"))
+        #expect(PeerWireError.unknownType(26).description.contains("offset 3"))
         #expect(PeerWireError.bodyTooLarge(99, limit: 10).description.contains("max_body_bytes 10"))
         #expect(PeerWireError.unknownFlags(0x18).description.contains("0x10 at offset 4"))
         #expect(PeerWireError.authenticationFailed.reason == "authentication")
@@ -240,6 +240,7 @@ import Testing
         expectMalformed(.seriesFrame, chunk, "overflows")
         // A shard bitmap above 65,536 shards.
         var shards: [UInt8] = []
+        shards.appendLengthPrefixed(Array("node-1".utf8))
         shards.appendUVarint(8193)
         shards += [UInt8](repeating: 0xFF, count: 8193)
         do {

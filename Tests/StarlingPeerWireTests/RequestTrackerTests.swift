@@ -90,7 +90,9 @@ import Testing
     }
 
     @Test func everyRequestTypeHasResponsesAndOnlyRequestsDo() {
-        let requests: Set<PeerMessageType> = [.ping, .write, .hintDelivery, .select, .fetchShard, .blockDigests, .seriesDigests]
+        let requests: Set<PeerMessageType> = [.ping, .write, .hintDelivery, .select, .fetchShard, .blockDigests, .seriesDigests, .labelQuery,
+                                               .shardState, .pushChunks, .ruleGroups, .postAlerts,
+                                               .alertmanagerOp, .rulesOp]
         for type in PeerMessageType.allCases {
             #expect(T.responseTypes(for: type).isEmpty == !requests.contains(type), "\(type)")
         }

@@ -128,7 +128,25 @@ func everyMessage(rng: inout SeededRandom) -> [any PeerMessage] {
             ]))
         case .fetchShard:
             all.append(FetchShardMessage(shard: ShardID(700), fromMs: .min, toMs: .max, series: [labels(3, rng: &rng)]))
-        case .shardState: all.append(ShardStateMessage(complete: ShardSet((0..<1024).filter { $0 % 3 == 0 }.map(ShardID.init))))
+        case .shardState: all.append(ShardStateMessage(nodeID: "node-7f3a", complete: ShardSet((0..<1024).filter { $0 % 3 == 0 }.map(ShardID.init))))
+        case .labelQuery:
+            all.append(LabelQueryMessage(kind: .labelValues, name: "job", startMs: -1, endMs: 1_700_000_000_000, limit: 7,
+                                         matcherSets: [[.eq("__name__", "up")], [], [try! LabelMatcher(.regexMatch, "i", "a|b")]]))
+            all.append(LabelQueryMessage(kind: .labelNames, startMs: 0, endMs: 0, matcherSets: []))
+        case .labelQueryReply:
+            all.append(LabelQueryReplyMessage(warnings: ["shard 3 unavailable"], strings: ["a", "ümlaut", ""]))
+            all.append(LabelQueryReplyMessage(series: [labels(4, rng: &rng), labels(5, rng: &rng)]))
+        case .pushChunks:
+            all.append(PushChunksMessage(shard: ShardID(1023), series: [SeriesChunks(labels: labels(6, rng: &rng), chunks: [chunk])]))
+            all.append(PushChunksMessage(shard: ShardID(0), series: []))
+        case .ruleGroups:
+            all.append(RuleGroupsMessage())
+        case .ruleGroupsReply:
+            all.append(RuleGroupsReplyMessage(json: Array(#"{"groups":[]}"#.utf8)))
+        case .postAlerts:
+            all.append(PostAlertsMessage(json: Array(#"[{"labels":{"alertname":"A"}}]"#.utf8)))
+        case .postAlertsReply, .alertmanagerOp, .alertmanagerOpReply, .rulesOp, .rulesOpReply:
+            break  // the same body as post_alerts, checked there
         }
     }
     return all

@@ -25,6 +25,25 @@ import Testing
         return out
     }
 
+    @Test func blockOfAnyTimestampIsTotalAndMonotonic() {
+        let day = Keyspace.blockDurationMs
+        #expect(Keyspace.block(ofMs: 0) == 0)
+        #expect(Keyspace.block(ofMs: day - 1) == 0)
+        #expect(Keyspace.block(ofMs: day) == 1)
+        #expect(Keyspace.block(ofMs: -1) == -1)
+        #expect(Keyspace.block(ofMs: -day) == -1)
+        #expect(Keyspace.block(ofMs: -day - 1) == -2)
+        // Extremes a peer may send saturate instead of trapping or wrapping.
+        #expect(Keyspace.block(ofMs: .min) == .min)
+        #expect(Keyspace.block(ofMs: .max) == .max)
+        var previous = Int32.min
+        for t in stride(from: Int64.min, to: Int64.max - (Int64.max / 64), by: Int(Int64.max / 64)) {
+            let b = Keyspace.block(ofMs: t)
+            #expect(b >= previous, "\(t)")
+            previous = b
+        }
+    }
+
     @Test func digestsIgnoreWriteOrderAndChunking() async throws {
         let work = Self.workload(seed: 1)
         // Replica A: everything in order, one append per series.

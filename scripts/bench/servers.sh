@@ -43,6 +43,7 @@ start_starling() {
         --data-dir "$dir" \
         --http "127.0.0.1:$port" \
         --gossip "127.0.0.1:$gossip" \
+        --peer 127.0.0.1:0 \
         --log-level warning \
         >"$log" 2>&1 &
     SERVER_PID=$!

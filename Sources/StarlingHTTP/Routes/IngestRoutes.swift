@@ -54,15 +54,22 @@ public struct IngestRoutes: Sendable {
 
     let settings: Settings
     let database: @Sendable () throws -> TimeSeriesDB
+    let writer: any SampleWriter
     let metrics: StarlingMetrics
     let executor: BlockingExecutor
     let nowMs: @Sendable () -> Int64
     /// Raw label bytes → validated labels, for every request this route collection serves.
     public let seriesCache: SeriesLabelCache
 
-    public init(settings: Settings, database: @escaping @Sendable () throws -> TimeSeriesDB, metrics: StarlingMetrics, executor: BlockingExecutor, nowMs: @escaping @Sendable () -> Int64) {
+    /// - Parameters:
+    ///   - database: this node's store, for limits and to answer 503 while it recovers.
+    ///   - writer: where decoded series go: the cluster write coordinator, or (nil) this node's
+    ///     store directly.
+    public init(settings: Settings, database: @escaping @Sendable () throws -> TimeSeriesDB, writer: (any SampleWriter)? = nil,
+                metrics: StarlingMetrics, executor: BlockingExecutor, nowMs: @escaping @Sendable () -> Int64) {
         self.settings = settings
         self.database = database
+        self.writer = writer ?? LocalSampleWriter(database: database, executor: executor)
         self.metrics = metrics
         self.executor = executor
         self.nowMs = nowMs
@@ -127,8 +134,8 @@ public struct IngestRoutes: Sendable {
         let nowMs = self.nowMs
         let cache = seriesCache
 
-        // 3 + 4. Decode and store, off the cooperative pool.
-        let outcome: Outcome = try await executor.run {
+        // 3. Decode, off the cooperative pool.
+        let decodedOutcome: Outcome = try await executor.run {
             let decoded: [UInt8]
             do {
                 decoded = try encoding.decode(body, maxDecodedBytes: limits.maxBodyBytes)
@@ -148,20 +155,24 @@ public struct IngestRoutes: Sendable {
             case .jsonImport:
                 result = JSONImportParser.parse(decoded, nowMs: now, limits: limits, enricher: enricher)
             }
-            var report = AppendReport()
-            if !result.series.isEmpty {
-                report = try database.append(result.series, nowMs: now)
-                for rejection in report.rejected {
-                    result.record(Self.ingestError(rejection, maxSeries: database.options.maxSeries), maxReportedErrors: limits.maxReportedErrors)
-                }
+            return .stored(result, AppendReport(), now)
+        }
+
+        // 4. Store: durable on this node, or on the consistency level's replicas, when it returns.
+        var outcome = decodedOutcome
+        if case .stored(var result, _, let now) = decodedOutcome, !result.series.isEmpty {
+            let report = try await writer.write(result.series, nowMs: now)
+            for rejection in report.rejected {
+                result.record(Self.ingestError(rejection, maxSeries: database.options.maxSeries), maxReportedErrors: limits.maxReportedErrors)
             }
-            return .stored(result, report)
+            result.series = []
+            outcome = .stored(result, report, now)
         }
 
         switch outcome {
         case .rejected(let error, let status):
             return reject(proto, error, status: status)
-        case .stored(let result, let report):
+        case .stored(let result, let report, _):
             metrics.ingestSamples(protocol: proto, report.accepted)
             metrics.seriesCache(hits: result.seriesCacheHits, misses: result.seriesCacheMisses, evictions: result.seriesCacheEvictions)
             for (reason, n) in result.rejectedSamplesByReason { metrics.ingestRejected(protocol: proto, reason: reason.rawValue, max(n, 1)) }
@@ -177,7 +188,7 @@ public struct IngestRoutes: Sendable {
     }
 
     enum Outcome: Sendable {
-        case stored(IngestResult, AppendReport)
+        case stored(IngestResult, AppendReport, Int64)
         case rejected(IngestError, HTTPResponse.Status)
     }
 
@@ -208,6 +219,30 @@ public struct IngestRoutes: Sendable {
 
     static func json(_ status: HTTPResponse.Status, _ text: String) -> Response {
         Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: text)))
+    }
+}
+
+/// Where the ingest routes put decoded series. Returns when the write is durable (on this node,
+/// or on as many replicas as the cluster's write consistency asks); throws an
+/// `APIErrorConvertible` error (503) when it cannot be.
+public protocol SampleWriter: Sendable {
+    /// - Returns: the store's report; `rejected` lists series refused by a limit.
+    func write(_ series: [SeriesSamples], nowMs: Int64) async throws -> AppendReport
+}
+
+/// Appends to this node's store on the blocking pool (a node without a cluster layer, tests).
+public struct LocalSampleWriter: SampleWriter {
+    let database: @Sendable () throws -> TimeSeriesDB
+    let executor: BlockingExecutor
+
+    public init(database: @escaping @Sendable () throws -> TimeSeriesDB, executor: BlockingExecutor) {
+        self.database = database
+        self.executor = executor
+    }
+
+    public func write(_ series: [SeriesSamples], nowMs: Int64) async throws -> AppendReport {
+        let db = try database()
+        return try await executor.run { try db.append(series, nowMs: nowMs) }
     }
 }
 

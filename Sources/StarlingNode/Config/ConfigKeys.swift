@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import StarlingCluster
 import StarlingCore
 import StarlingMembership
 
@@ -119,6 +120,24 @@ private func duration(_ path: any WritableKeyPath<NodeConfig, Duration> & Sendab
         let t = try scalar(v, k, s, expected)
         guard let d = ConfigSyntax.duration(t), d >= min else { throw ConfigError.invalid(k, s, v, expected) }
         c[keyPath: path] = d
+    }
+}
+
+private func boolean(_ path: any WritableKeyPath<NodeConfig, Bool> & Sendable) -> @Sendable (inout NodeConfig, ConfigValue, ConfigSource, ConfigKey) throws(ConfigError) -> Void {
+    { (c, v, s, k) throws(ConfigError) in
+        switch try scalar(v, k, s, "true or false").trimmingCharacters(in: .whitespaces).lowercased() {
+        case "true", "yes", "on", "1": c[keyPath: path] = true
+        case "false", "no", "off", "0": c[keyPath: path] = false
+        default: throw ConfigError.invalid(k, s, v, "true or false")
+        }
+    }
+}
+
+private func consistency(_ path: any WritableKeyPath<NodeConfig, Consistency> & Sendable) -> @Sendable (inout NodeConfig, ConfigValue, ConfigSource, ConfigKey) throws(ConfigError) -> Void {
+    { c, v, s, k throws(ConfigError) in
+        let t = try scalar(v, k, s, "one, quorum or all").trimmingCharacters(in: .whitespaces)
+        guard let level = Consistency(parsing: t) else { throw ConfigError.invalid(k, s, v, "one, quorum or all") }
+        c[keyPath: path] = level
     }
 }
 
@@ -264,12 +283,104 @@ extension ConfigKey {
                       c.clusterProfile = t
                   },
                   show: { .scalar($0.clusterProfile) }),
-        ConfigKey("cluster.peer_listen", default: "0.0.0.0:9472",
-                  "Peer-RPC (replication, query fan-out) address, announced to the cluster in this node's metadata. Reserved: announced now, listened on once the cluster data path lands.",
+        ConfigKey("cluster.peer_listen", flag: "--peer", default: "0.0.0.0:9472",
+                  "Peer-RPC (replication, query fan-out) listen address, announced to the cluster in this node's metadata; port 0 picks a free port. Frames are encrypted and authenticated with cluster.keys.",
                   apply: hostPort(\.peerListen), show: { .scalar($0.peerListen.description) }),
         ConfigKey("cluster.replication_factor", env: "STARLING_REPLICATION_FACTOR", flag: "--replication-factor", default: "3",
-                  "Replicas per shard, capped at the cluster size (a single node keeps one copy). Reserved until clustering lands.",
+                  "Replicas per shard, capped at the cluster size (a single node keeps one copy). Every node must use the same value: it is part of the placement version.",
                   apply: positiveInt(\.replicationFactor, 1...16), show: { .scalar(String($0.replicationFactor)) }),
+        ConfigKey("cluster.write_consistency", env: "STARLING_WRITE_CONSISTENCY", default: "quorum",
+                  "Replicas of each shard that must take a write before the client gets 204: one, quorum (⌊RF/2⌋+1) or all. A batch that cannot reach it gets 503 naming the shards; a retry is safe.",
+                  apply: consistency(\.writeConsistency), show: { .scalar($0.writeConsistency.description) }),
+        ConfigKey("cluster.read_consistency", env: "STARLING_READ_CONSISTENCY", default: "quorum",
+                  "Replicas of each shard a query reads and merges: one, quorum or all. Quorum with quorum writes sees every acknowledged sample even while a replica catches up.",
+                  apply: consistency(\.readConsistency), show: { .scalar($0.readConsistency.description) }),
+        ConfigKey("cluster.write_timeout", default: "5s",
+                  "Deadline of one replica's part of a write; a replica slower than this gets a hint instead.",
+                  apply: duration(\.writeTimeout, min: .milliseconds(10)), show: { .scalar(ConfigSyntax.format($0.writeTimeout)) }),
+        ConfigKey("cluster.read_timeout", default: "10s",
+                  "Deadline of one node's part of a query; then its shards are read from other replicas.",
+                  apply: duration(\.readTimeout, min: .milliseconds(10)), show: { .scalar(ConfigSyntax.format($0.readTimeout)) }),
+        ConfigKey("cluster.anti_entropy_interval", default: "10s",
+                  "Pause between anti-entropy rounds; each compares 64 of this node's shards with another replica (block digests) and pulls series that differ, at most 8 MiB/s. A member coming back triggers a full pass.",
+                  apply: duration(\.antiEntropyInterval, min: .milliseconds(100)), show: { .scalar(ConfigSyntax.format($0.antiEntropyInterval)) }),
+        ConfigKey("cluster.hint_max_bytes", default: "1GiB",
+                  "Stored bytes of all pending hints (writes kept for unreachable replicas). Beyond it a hint is refused and counted: that replica misses the write until anti-entropy repairs it.",
+                  apply: byteSize(\.hintMaxBytes, min: 1 << 20), show: { .scalar(ConfigSyntax.formatBytes($0.hintMaxBytes)) }),
+        ConfigKey("cluster.hint_max_bytes_per_target", default: "256MiB",
+                  "Stored bytes of one replica's pending hints, so one dead replica cannot use the whole budget.",
+                  apply: byteSize(\.hintMaxBytesPerTarget, min: 1 << 20), show: { .scalar(ConfigSyntax.formatBytes($0.hintMaxBytesPerTarget)) }),
+        ConfigKey("cluster.hint_max_age", default: "3h",
+                  "A hint older than this is dropped and logged as an error (the replica was gone too long; anti-entropy repairs it). Keep it well above cluster.removal_timeout.",
+                  apply: duration(\.hintMaxAge, min: .seconds(1)), show: { .scalar(ConfigSyntax.format($0.hintMaxAge)) }),
+        ConfigKey("cluster.anti_entropy_settle", default: "60s",
+                  "Anti-entropy compares samples older than this only: newer ones may still be on their way to a replica, and would look like a difference every round.",
+                  apply: duration(\.antiEntropySettle, min: .milliseconds(0)), show: { .scalar(ConfigSyntax.format($0.antiEntropySettle)) }),
+        ConfigKey("cluster.handoff_grace", default: "10m",
+                  "How long a shard stays on a node after placement moved it elsewhere; then the node pushes whatever its owners lack to them and deletes its copy. Until then queries may still be served from it by peers with an older view.",
+                  apply: duration(\.handoffGrace, min: .milliseconds(0)), show: { .scalar(ConfigSyntax.format($0.handoffGrace)) }),
+        ConfigKey("cluster.handover_timeout", default: "10m",
+                  "Longest a new node waits for the other new owners of its shards to finish pulling them before it turns active anyway, and a leaving node waits for its shards' new owners before it goes anyway (logged as a warning).",
+                  apply: duration(\.handoverTimeout, min: .seconds(1)), show: { .scalar(ConfigSyntax.format($0.handoverTimeout)) }),
+        ConfigKey("cluster.leave_on_shutdown", env: "STARLING_LEAVE_ON_SHUTDOWN", default: "false",
+                  "true: SIGTERM first hands this node's shards to their new owners and leaves placement for good (scale-down; node.shutdown_timeout is extended by cluster.handover_timeout). false: SIGTERM stops the node as a member that comes back (restart); peers keep hints for it and re-replicate only after cluster.removal_timeout. `starling leave` always hands over.",
+                  apply: boolean(\.leaveOnShutdown), show: { .scalar($0.leaveOnShutdown ? "true" : "false") }),
+        ConfigKey("cluster.removal_timeout", env: "STARLING_REMOVAL_TIMEOUT", default: "2m",
+                  "How long a member may be dead before placement drops it and its shards are re-replicated on the others. Every node should use the same value.",
+                  apply: duration(\.removalTimeout, min: .seconds(1)), show: { .scalar(ConfigSyntax.format($0.removalTimeout)) }),
+
+        ConfigKey("rules.files", env: "STARLING_RULE_FILES", default: "[] (no rules)",
+                  "Prometheus rule files (list, or PATH,PATH); a file name may contain * wildcards (rules/*.yml). Loaded and validated at start: a bad file stops the node with the file, line and key named. Each group is evaluated by one node, the leader of the shard its name hashes to.",
+                  apply: { (c, v, s, k) throws(ConfigError) in
+                      c.ruleFiles = try listItems(v, k, s, "a list of file paths").filter { !$0.isEmpty }
+                  },
+                  show: { .list($0.ruleFiles) }),
+        ConfigKey("rules.evaluation_interval", default: "1m",
+                  "Evaluation interval of rule groups that set no interval of their own.",
+                  apply: duration(\.ruleEvaluationInterval, min: .seconds(1)), show: { .scalar(ConfigSyntax.format($0.ruleEvaluationInterval)) }),
+        ConfigKey("rules.catalog_sync_interval", default: "5s",
+                  "How often a node compares its copy of the rule catalog (groups managed through /config/v1/rules) with the coordinator's and takes the newer. Changes are also pushed to every live node when made.",
+                  apply: duration(\.ruleCatalogSyncInterval, min: .milliseconds(100)), show: { .scalar(ConfigSyntax.format($0.ruleCatalogSyncInterval)) }),
+        ConfigKey("rules.external_labels", default: "{} (none)",
+                  "Labels rule templates see as $externalLabels.",
+                  apply: labelMap(\.ruleExternalLabels), show: { showMap($0.ruleExternalLabels) }),
+        ConfigKey("rules.external_url", default: "\"\"",
+                  "URL rule templates see as $externalURL (e.g. the dashboard's address).",
+                  apply: string(\.ruleExternalURL), show: { .scalar($0.ruleExternalURL) }),
+
+        ConfigKey("alerting.config_file", env: "STARLING_ALERTING_CONFIG_FILE", default: "unset (alerts are grouped, nobody is notified)",
+                  "Alertmanager configuration file (route, receivers with webhook_configs, inhibit_rules), read at start; a bad file stops the node with the key and line named. One node at a time runs the alertmanager (the leader of the shard of \"starling/alertmanager\").",
+                  apply: { (c, v, s, k) throws(ConfigError) in
+                      let t = try scalar(v, k, s, "a file path").trimmingCharacters(in: .whitespaces)
+                      c.alertingConfigFile = t.isEmpty ? nil : t
+                  },
+                  show: { $0.alertingConfigFile.map { .scalar($0) } }),
+
+        ConfigKey("alerting.maintenance_windows_file", default: "unset (no maintenance windows)",
+                  "Recurring maintenance windows (weekly or cron, with an IANA time zone) during which matching alerts are not notified; read at start, a bad file stops the node naming the key and line.",
+                  apply: { (c, v, s, k) throws(ConfigError) in
+                      let t = try scalar(v, k, s, "a file path").trimmingCharacters(in: .whitespaces)
+                      c.maintenanceWindowsFile = t.isEmpty ? nil : t
+                  },
+                  show: { $0.maintenanceWindowsFile.map { .scalar($0) } }),
+        ConfigKey("alerting.escalate_after", default: "15m",
+                  "An incident (a firing alert's lifecycle) still New after this escalates to Escalated (severity high).",
+                  apply: duration(\.escalateAfter, min: .seconds(1)), show: { .scalar(ConfigSyntax.format($0.escalateAfter)) }),
+        ConfigKey("alerting.critical_after", default: "5m",
+                  "An incident Escalated for this long becomes Critical.",
+                  apply: duration(\.criticalAfter, min: .seconds(1)), show: { .scalar(ConfigSyntax.format($0.criticalAfter)) }),
+        ConfigKey("alerting.acknowledgement_timeout", default: "1h",
+                  "How long an acknowledgement lasts; then the incident escalates one level above where it was acknowledged. 0 means forever.",
+                  apply: { (c, v, s, k) throws(ConfigError) in
+                      let t = try scalar(v, k, s, "a duration").trimmingCharacters(in: .whitespaces)
+                      if t == "0" || t == "0s" { c.acknowledgementTimeout = nil; return }
+                      guard let d = ConfigSyntax.duration(t), d >= .seconds(1) else { throw ConfigError.invalid(k, s, v, "a duration of at least 1s, or 0") }
+                      c.acknowledgementTimeout = d
+                  },
+                  show: { .scalar($0.acknowledgementTimeout.map { ConfigSyntax.format($0) } ?? "0") }),
+        ConfigKey("alerting.require_manual_resolution", default: "false",
+                  "true: an incident stays open (and keeps escalating) after its alert resolves, until someone resolves it.",
+                  apply: boolean(\.requireManualResolution), show: { .scalar($0.requireManualResolution ? "true" : "false") }),
 
         ConfigKey("auth.admin_token", env: "STARLING_ADMIN_TOKEN", default: "unset (generate one)", secret: true,
                   "Bootstrap admin bearer token (at least 16 characters). When unset, the first start generates one into auth.admin_token_file.",

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import StarlingCluster
 import StarlingCore
 
 /// Everything a node is configured with. Values come from, in rising precedence: the defaults
@@ -58,12 +59,63 @@ public struct NodeConfig: Sendable, Equatable {
     /// Membership timing profile: `lan` (default; 1 s probes, 500 ms probe timeout, 4 s minimum
     /// suspicion at n ≤ 10) or `local-test` (200 ms probes; processes on one machine only).
     public var clusterProfile: String = "lan"
-    /// Peer-RPC listen address, disseminated in the node's metadata so peers know where to send
-    /// replication and fan-out traffic. Reserved for the cluster data path: announced now, not yet
-    /// listened on. Default `0.0.0.0:9472`.
+    /// Peer-RPC listen address (replication, query fan-out), disseminated in the node's metadata
+    /// so peers know where to connect. Default `0.0.0.0:9472`.
     public var peerListen = HostPort(host: "0.0.0.0", port: 9472)
     /// Replicas per shard, capped at the cluster size. Default 3 (survives one node down at QUORUM).
     public var replicationFactor: Int = 3
+    /// Replicas of each shard that must take a write before the client is answered. Default quorum.
+    public var writeConsistency: Consistency = .quorum
+    /// Replicas of each shard a read asks. Default quorum (sees every write acknowledged at quorum).
+    public var readConsistency: Consistency = .quorum
+    /// Deadline of one replica's part of a write; then it gets a hint. Default 5 s.
+    public var writeTimeout: Duration = .seconds(5)
+    /// Deadline of one node's part of a read; then its shards go to other replicas. Default 10 s.
+    public var readTimeout: Duration = .seconds(10)
+    /// How long a member may be dead before placement drops it and re-replicates. Default 2 min.
+    public var removalTimeout: Duration = .seconds(120)
+    /// Pause between anti-entropy rounds (64 owned shards compared per round). Default 10 s.
+    public var antiEntropyInterval: Duration = .seconds(10)
+    /// Stored bytes of all pending hints; beyond it hints are refused. Default 1 GiB.
+    public var hintMaxBytes: Int = 1 << 30
+    /// Stored bytes of one replica's pending hints. Default 256 MiB.
+    public var hintMaxBytesPerTarget: Int = 256 << 20
+    /// Age at which a pending hint is dropped (loudly). Default 3 h.
+    public var hintMaxAge: Duration = .seconds(3 * 3600)
+    /// Samples newer than this are left out of anti-entropy digests (still in flight). Default 60 s.
+    public var antiEntropySettle: Duration = .seconds(60)
+    /// How long a shard stays on a node that no longer owns it before it is handed to its
+    /// owners and deleted. Default 10 min.
+    public var handoffGrace: Duration = .seconds(600)
+    /// Longest a joining node waits for its shards' new owners before turning active anyway,
+    /// and a leaving node before going anyway. Default 10 min.
+    public var handoverTimeout: Duration = .seconds(600)
+    /// Whether SIGTERM hands this node's shards over and leaves placement (scale-down), rather
+    /// than stopping as a member that comes back (restart). Default false.
+    public var leaveOnShutdown: Bool = false
+
+    // MARK: rules
+    /// Rule files (Prometheus format); a file name may hold `*` wildcards.
+    public var ruleFiles: [String] = []
+    /// Evaluation interval of groups that set none. Default 1 min.
+    public var ruleEvaluationInterval: Duration = .seconds(60)
+    public var ruleCatalogSyncInterval: Duration = .seconds(5)
+    /// Labels templates see as `$externalLabels`.
+    public var ruleExternalLabels: [String: String] = [:]
+    /// What templates see as `$externalURL`.
+    public var ruleExternalURL: String = ""
+
+    /// Alertmanager configuration file (routes, receivers, inhibition); nil: alerts are
+    /// grouped but nobody is notified.
+    public var alertingConfigFile: String? = nil
+    /// Recurring maintenance windows (YAML, see docs/alerting.md); nil: none.
+    public var maintenanceWindowsFile: String? = nil
+    /// Lifecycle timers: New → Escalated, Escalated → Critical, how long an acknowledgement
+    /// lasts (nil: forever), and whether a cleared condition leaves the incident open.
+    public var escalateAfter: Duration = .seconds(15 * 60)
+    public var criticalAfter: Duration = .seconds(5 * 60)
+    public var acknowledgementTimeout: Duration? = .seconds(3600)
+    public var requireManualResolution = false
 
     // MARK: auth
     /// Bootstrap admin bearer token. When unset, the first start writes a random one to

@@ -80,23 +80,36 @@ struct GossipMembershipSource: ClusterMembershipSource {
 }
 
 /// Announces this node's lifecycle state to the cluster. Runs last in the service group, so on
-/// SIGTERM it is the first to stop: peers learn `leaving` while HTTP still drains, then the
-/// gossip service (stopping after HTTP) announces `left`.
+/// SIGTERM it is the first to stop: when the node leaves for good it hands its shards over
+/// (state `leaving`) while HTTP and peer RPC still serve; then the gossip service (stopping
+/// after HTTP) announces `left`.
 ///
 /// `joining` until storage has recovered, HTTP is listening (its address is in the metadata)
-/// and the join went through (or there was nothing to join); then `active`. Join attempts are
+/// and the join went through (or there was nothing to join) — and, for a new node joining
+/// others, until it pulled the history of the shards it owns and the other new owners of those
+/// shards report them complete; then `active`. A restarted
+/// member starts `active` (see `StarlingNode`). Join attempts are
 /// retried with backoff for as long as it takes; readiness (`/readyz`) does not wait for them,
 /// so a StatefulSet whose seed name lists only ready pods cannot deadlock.
 final class NodeStateService: Service, Sendable {
     let gossip: GossipService
     let storage: StorageService
     let httpBound: AsyncStream<String>
+    /// Run once joined, before announcing `active`, when other members are live: a new node's
+    /// shard bootstrap (anti-entropy full sync). Nil for a restarted member.
+    let bootstrap: (@Sendable () async -> Void)?
+    /// Run first on graceful shutdown: the hand-over when SIGTERM means leaving for good
+    /// (`cluster.leave_on_shutdown`). Nil for a plain stop.
+    let onShutdown: (@Sendable () async -> Void)?
     let logger: Logger
 
-    init(gossip: GossipService, storage: StorageService, httpBound: AsyncStream<String>, logger: Logger) {
+    init(gossip: GossipService, storage: StorageService, httpBound: AsyncStream<String>,
+         bootstrap: (@Sendable () async -> Void)? = nil, onShutdown: (@Sendable () async -> Void)? = nil, logger: Logger) {
         self.gossip = gossip
         self.storage = storage
         self.httpBound = httpBound
+        self.bootstrap = bootstrap
+        self.onShutdown = onShutdown
         self.logger = logger
     }
 
@@ -109,6 +122,11 @@ final class NodeStateService: Service, Sendable {
             await self.gossip.updateMetadata(m)
             guard await self.storage.waitUntilOpen() else { return false }
             guard await self.gossip.waitUntilJoined(), !Task.isCancelled else { return false }
+            if let bootstrap = self.bootstrap, await self.gossip.members().filter({ $0.status.isLive }).count > 1 {
+                self.logger.info("new node: pulling the history of its shards before turning active")
+                await bootstrap()
+                guard !Task.isCancelled else { return false }
+            }
             await self.gossip.setState(.active)
             let live = await self.gossip.members().filter { $0.status.isLive }.count
             self.logger.info("node active in the cluster", metadata: [
@@ -120,8 +138,11 @@ final class NodeStateService: Service, Sendable {
         if activated {
             try? await gracefulShutdown()
         }
-        // Graceful shutdown (or cancellation): tell peers before HTTP stops taking requests.
-        await gossip.setState(.leaving)
-        logger.info("node leaving the cluster: draining")
+        // Graceful shutdown (or cancellation). Leaving for good hands the shards over first
+        // (state `leaving`, so gossip's `left` then takes the node out of placement at once);
+        // a plain stop keeps the state, and peers keep the node in placement (hints) until it
+        // returns or cluster.removal_timeout passes.
+        if let onShutdown { await onShutdown() }
+        logger.info("node stopping: draining")
     }
 }

@@ -143,7 +143,7 @@ public struct ClusterPeerHandler: Sendable {
 
     func select(_ m: SelectMessage) async throws -> [Reply] {
         let db = try local.database()
-        let hints = SelectHints(startMs: m.startMs, endMs: m.endMs, shards: Set(m.shards), limit: m.limit == 0 ? nil : Int(m.limit))
+        let hints = SelectHints(startMs: m.startMs, endMs: m.endMs, shards: m.shards, limit: m.limit == 0 ? nil : Int(m.limit))
         let frameBytes = settings.frameBytes
         return try await local.runner.runAsync { () async throws -> [Reply] in
             let set = try await db.select(m.matchers, hints: hints)

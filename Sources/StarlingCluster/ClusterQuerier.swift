@@ -38,6 +38,18 @@ public final class ClusterQuerier: Querier {
     /// Pushes what a replica lacks when a read notices it; nil: no read repair.
     let readRepair: ReadRepair?
     private let counters = Mutex(ClusterReadStats())
+    /// The plan of a read over every shard, with its first round, for one topology generation
+    /// and completeness revision: planning 1,024 shards is most of the work of a small read
+    /// (rule evaluation makes hundreds a second), and the plan only changes with those two.
+    private let planCache = Mutex<CachedPlan?>(nil)
+
+    private struct CachedPlan: Sendable {
+        var generation: UInt64
+        var revision: UInt64
+        var consistency: Consistency
+        var plan: ReadPlan
+        var round: [String: ShardSet]
+    }
 
     public init(topology: ClusterTopology, transport: any PeerTransport, local: LocalReplica, settings: Settings = Settings(),
                 readRepair: ReadRepair? = nil) {
@@ -61,7 +73,7 @@ public final class ClusterQuerier: Querier {
         let limit = hints.limit
         let (sets, warnings) = try await fanOut(snapshot, only: hints.shards) { node, shards -> ReplicaAnswer in
             var h = hints
-            h.shards = Set(shards)
+            h.shards = shards
             if node == snapshot.localNodeID {
                 return ReplicaAnswer(node: node, shards: shards, set: try await local.database().select(matchers, hints: h))
             }
@@ -162,14 +174,11 @@ public final class ClusterQuerier: Querier {
     /// Runs `op` on enough replicas of every shard (of `only`, or all) and returns the answers
     /// with warnings for shards no replica answered. Each round asks every chosen node at once;
     /// a node that fails has its shards moved to their next untried replica for another round.
-    func fanOut<R: Sendable>(_ snapshot: ClusterSnapshot, only: Set<ShardID>?,
+    func fanOut<R: Sendable>(_ snapshot: ClusterSnapshot, only: ShardSet?,
                              _ op: @escaping @Sendable (String, ShardSet) async throws -> R) async throws -> ([R], [String])
     {
-        let sync = topology.sync.snapshot
-        var plan = ReadPlan(snapshot, consistency: settings.consistency, only: only,
-                            isComplete: { sync.isComplete($0, $1, localNodeID: snapshot.localNodeID) })
+        var (plan, round) = self.plan(snapshot, only: only)
         var results: [R] = []
-        var round = plan.firstRound()
         while !round.isEmpty {
             try Task.checkCancellation()
             let answers = await withTaskGroup(of: (String, Result<R, any Error>).self) { group in
@@ -207,6 +216,25 @@ public final class ClusterQuerier: Querier {
         }
         return (results, warnings)
     }
+
+    /// The read plan and its first round; from the cache when nothing it depends on changed.
+    func plan(_ snapshot: ClusterSnapshot, only: ShardSet?) -> (ReadPlan, [String: ShardSet]) {
+        let sync = topology.sync.snapshot
+        let consistency = settings.consistency
+        if only == nil, let c = planCache.withLock({ $0 }), c.generation == snapshot.generation,
+           c.revision == sync.revision, c.consistency == consistency {
+            return (c.plan, c.round)
+        }
+        var plan = ReadPlan(snapshot, consistency: consistency, only: only,
+                            isComplete: { sync.isComplete($0, $1, localNodeID: snapshot.localNodeID) })
+        let round = plan.firstRound()
+        if only == nil {
+            planCache.withLock {
+                $0 = CachedPlan(generation: snapshot.generation, revision: sync.revision, consistency: consistency, plan: plan, round: round)
+            }
+        }
+        return (plan, round)
+    }
 }
 
 /// Counters for `/metrics`.
@@ -223,24 +251,31 @@ public struct ClusterReadStats: Sendable, Equatable {
     public init() {}
 }
 
-/// Which replicas a read asks, shard by shard, and what is left to try.
-struct ReadPlan {
-    private var candidates: [ShardID: [String]] = [:]
-    private var needed: [ShardID: Int] = [:]
-    private var answered: [ShardID: Int] = [:]
+/// Which replicas a read asks, shard by shard, and what is left to try. Per-shard state lives in
+/// arrays indexed by shard number, so copying a cached plan and recording answers stay cheap.
+struct ReadPlan: Sendable {
+    /// The shards this read covers, ascending.
+    private var shards: [ShardID] = []
+    /// Untried replicas of each shard, in the order to ask them.
+    private var candidates: [[String]]
+    /// Replicas each shard needs to answer (by consistency), and how many did.
+    private var needed: [Int]
+    private var answered: [Int]
     private var reasons: [ShardID: [String]] = [:]
-    private var unavailable: [ShardID] = []
-    private let localNodeID: String
 
     /// - Parameter isComplete: whether a node holds a shard complete (`ShardSync`): complete
     ///   replicas are asked first, and `P_write` members that report a shard complete (a joiner
     ///   done with it) may be read too.
-    init(_ snapshot: ClusterSnapshot, consistency: Consistency, only: Set<ShardID>?,
+    init(_ snapshot: ClusterSnapshot, consistency: Consistency, only: ShardSet?,
          isComplete: (String, ShardID) -> Bool = { _, _ in true }) {
-        localNodeID = snapshot.localNodeID
         let placement = snapshot.placement
-        let shards = only.map { $0.sorted() } ?? (0..<placement.layout.shardCount).map { ShardID($0) }
-        for shard in shards where Int(shard.rawValue) < placement.layout.shardCount {
+        let count = placement.layout.shardCount
+        candidates = Array(repeating: [], count: count)
+        needed = Array(repeating: 0, count: count)
+        answered = Array(repeating: 0, count: count)
+        let wanted = only.map { Array($0) } ?? (0..<count).map { ShardID($0) }
+        for shard in wanted where Int(shard.rawValue) < count {
+            shards.append(shard)
             let owners = placement.readSet(of: shard, hasCompleteCopy: { isComplete($0, shard) })
             // Complete copies first, then the others (a replica still pulling a shard it gained
             // is read only when not enough complete ones answer). Within each group this node
@@ -261,29 +296,30 @@ struct ReadPlan {
                 if mine { group.insert(snapshot.localNodeID, at: 0) }
                 ordered += group
             }
-            let reachable = ordered
-            needed[shard] = max(consistency.required(of: placement.readReplicas(of: shard).count), 1)
-            if reachable.isEmpty {
-                unavailable.append(shard)
+            let i = Int(shard.rawValue)
+            needed[i] = max(consistency.required(of: placement.readReplicas(of: shard).count), 1)
+            if ordered.isEmpty {
                 reasons[shard] = owners.isEmpty ? ["no replica in placement"] : owners.map { "\($0): \(snapshot.members[$0]?.liveness.description ?? "unknown")" }
             }
-            candidates[shard] = reachable
+            candidates[i] = ordered
         }
     }
 
     /// Node → shards for the first round: each shard's first `needed` candidates.
     mutating func firstRound() -> [String: ShardSet] {
         var round: [String: ShardSet] = [:]
-        for (shard, list) in candidates {
-            let n = min(needed[shard]!, list.count)
+        for shard in shards {
+            let i = Int(shard.rawValue)
+            let list = candidates[i]
+            let n = min(needed[i], list.count)
             for node in list.prefix(n) { round[node, default: ShardSet()].insert(shard) }
-            candidates[shard] = Array(list.dropFirst(n))
+            candidates[i] = Array(list.dropFirst(n))
         }
         return round
     }
 
     mutating func answered(_ node: String, shards: ShardSet) {
-        for s in shards { answered[s, default: 0] += 1 }
+        for s in shards { answered[Int(s.rawValue)] += 1 }
     }
 
     /// Moves every failed node's shards to their next untried candidate.
@@ -292,9 +328,9 @@ struct ReadPlan {
         for (node, shards, reason) in failures {
             for shard in shards {
                 reasons[shard, default: []].append("\(node): \(reason)")
-                guard var list = candidates[shard], !list.isEmpty else { continue }
-                let next = list.removeFirst()
-                candidates[shard] = list
+                let i = Int(shard.rawValue)
+                guard !candidates[i].isEmpty else { continue }
+                let next = candidates[i].removeFirst()
                 round[next, default: ShardSet()].insert(shard)
             }
         }
@@ -306,12 +342,12 @@ struct ReadPlan {
     func finish() -> (warnings: [String], degraded: Int) {
         var missing: [ShardID] = []
         var degraded = 0
-        for (shard, n) in needed {
-            let got = answered[shard] ?? 0
-            if got == 0 { missing.append(shard) } else if got < n { degraded += 1 }
+        for shard in shards {
+            let i = Int(shard.rawValue)
+            let got = answered[i]
+            if got == 0 { missing.append(shard) } else if got < needed[i] { degraded += 1 }
         }
         guard !missing.isEmpty else { return ([], degraded) }
-        missing.sort()
         let list = missing.prefix(20).map(\.description).joined(separator: ", ") + (missing.count > 20 ? " and \(missing.count - 20) more" : "")
         var why = Set<String>()
         for s in missing { for r in reasons[s] ?? [] { why.insert(String(r.prefix(200))) } }

@@ -22,6 +22,9 @@ public struct ShardCompleteness: Sendable {
     public private(set) var owned: ShardSet?
     /// Bumped by every placement that gave this node a shard.
     public private(set) var generation: UInt64 = 0
+    /// Bumped by every change to what `isComplete` answers (this node's or a peer's set): a
+    /// read plan computed at one revision stays right until the next.
+    public private(set) var revision: UInt64 = 0
     /// The generation in which each incomplete owned shard was (last) gained.
     private var gainedIn: [ShardID: UInt64] = [:]
     private var peers: [String: PeerReport] = [:]
@@ -69,6 +72,7 @@ public struct ShardCompleteness: Sendable {
             gainedIn[s] = nil
         }
         owned = now
+        revision += 1
         return (gained, lost)
     }
 
@@ -85,6 +89,7 @@ public struct ShardCompleteness: Sendable {
             gainedIn[s] = nil
             done.insert(s)
         }
+        if !done.isEmpty { revision += 1 }
         return done
     }
 
@@ -94,6 +99,7 @@ public struct ShardCompleteness: Sendable {
         for s in local where !held.contains(s) {
             local.remove(s)
             if owned?.contains(s) ?? false { gainedIn[s] = generation }
+            revision += 1
         }
     }
 
@@ -105,10 +111,13 @@ public struct ShardCompleteness: Sendable {
     }
 
     public mutating func peerReported(_ nodeID: String, complete: ShardSet, placementVersion: UInt64, nowMs: Int64) {
+        if peers[nodeID]?.complete != complete { revision += 1 }
         peers[nodeID] = PeerReport(complete: complete, placementVersion: placementVersion, receivedMs: nowMs)
     }
 
-    public mutating func forget(_ nodeID: String) { peers[nodeID] = nil }
+    public mutating func forget(_ nodeID: String) {
+        if peers.removeValue(forKey: nodeID) != nil { revision += 1 }
+    }
 
     public func report(of nodeID: String) -> PeerReport? { peers[nodeID] }
 

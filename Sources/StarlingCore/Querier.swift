@@ -45,11 +45,11 @@ public struct SelectHints: Sendable, Equatable {
     public var function: String?
     /// Restrict the answer to these shards. `nil` means every shard this querier can reach.
     /// The cluster read path uses it to ask each replica for exactly the shards it should answer.
-    public var shards: Set<ShardID>?
+    public var shards: ShardSet?
     /// Stop after this many series (a partial answer then carries a warning).
     public var limit: Int?
 
-    public init(startMs: Int64, endMs: Int64, stepMs: Int64? = nil, function: String? = nil, shards: Set<ShardID>? = nil, limit: Int? = nil) {
+    public init(startMs: Int64, endMs: Int64, stepMs: Int64? = nil, function: String? = nil, shards: ShardSet? = nil, limit: Int? = nil) {
         self.startMs = startMs
         self.endMs = endMs
         self.stepMs = stepMs

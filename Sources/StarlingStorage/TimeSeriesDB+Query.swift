@@ -12,7 +12,7 @@ extension TimeSeriesDB {
     }
 
     /// Series IDs matching `matchers` in any block of the range, optionally limited to shards.
-    func postings(_ matchers: [LabelMatcher], startMs: Int64, endMs: Int64, shards: Set<ShardID>?) throws -> [UInt64] {
+    func postings(_ matchers: [LabelMatcher], startMs: Int64, endMs: Int64, shards: ShardSet?) throws -> [UInt64] {
         guard let range = blocks(startMs: startMs, endMs: endMs) else { return [] }
         let index = IndexReader(store: store)
         var ids: [UInt64] = []

@@ -1,5 +1,3 @@
-import StarlingCore
-
 /// A set of shards as a bitmap: 128 bytes for the default 1024 shards, constant-time membership.
 ///
 /// Used for peer reports ("shards I hold complete") and per-node shard lists. Equality and

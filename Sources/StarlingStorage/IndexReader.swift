@@ -79,8 +79,19 @@ struct IndexReader {
     func postings(block: Int32, matchers: [LabelMatcher]) throws -> [UInt64] {
         var positive: [[UInt64]] = []
         var negative: [[UInt64]] = []
+        // Two or more single-value equality matchers (`__name__` and one label, as in most
+        // rules and dashboards) are joined by seeking, not by reading every posting of each:
+        // `m{k="v"}` then costs about one seek per series of the smallest list, not a read of
+        // all series named m.
+        let equalities = matchers.filter { $0.kind == .equal && !$0.matchesEmpty }
+        if equalities.count >= 2 {
+            let joined = try leapfrog(block: block, equalities)
+            if joined.isEmpty { return [] }
+            positive.append(joined)
+        }
         for m in matchers {
             if m.kind == .regexMatch, m.value == ".*" { continue }  // matches everything
+            if equalities.count >= 2, m.kind == .equal, !m.matchesEmpty { continue }  // joined above
             if m.matchesEmpty {
                 // Series without the label qualify; drop those whose value m rejects.
                 switch m.kind {
@@ -112,6 +123,45 @@ struct IndexReader {
             result = Postings.subtract(result, n)
         }
         return result
+    }
+
+    /// The series in every one of the `name="value"` postings lists of `matchers`, by leapfrog
+    /// join: each list's iterator seeks to the largest ID any list is at, until they agree.
+    private func leapfrog(block: Int32, _ matchers: [LabelMatcher]) throws -> [UInt64] {
+        let prefixes = matchers.map { Keyspace.postingsPrefix(block: block, name: $0.name, value: $0.value) }
+        let its = try prefixes.map { try store.makeIterator(lowerBound: $0, upperBound: Keyspace.prefixEnd($0)) }
+        func current(_ i: Int) -> UInt64 { its[i].withKey { Keyspace.seriesID(fromPostingKey: $0).rawValue } }
+        func check() throws { for it in its { try it.checkError() } }
+        var target: UInt64 = 0
+        for (i, it) in its.enumerated() {
+            it.seekToFirst()
+            guard it.isValid else { try check(); return [] }
+            target = max(target, current(i))
+        }
+        var out: [UInt64] = []
+        while true {
+            var agreed = true
+            for i in its.indices {
+                if current(i) < target {
+                    var key = prefixes[i]
+                    for shift in stride(from: 56, through: 0, by: -8) { key.append(UInt8(truncatingIfNeeded: target >> UInt64(shift))) }
+                    its[i].seek(key)
+                    guard its[i].isValid else { try check(); return out }
+                }
+                let id = current(i)
+                if id > target {
+                    target = id
+                    agreed = false
+                    break
+                }
+            }
+            if agreed {
+                out.append(target)
+                its[0].next()
+                guard its[0].isValid else { try check(); return out }
+                target = current(0)
+            }
+        }
     }
 
     /// Distinct label names indexed in `block` (skip-scan: one seek per name).

@@ -72,6 +72,52 @@ func bitwiseEqual(_ a: [Sample], _ b: [Sample]) -> Bool {
         #expect(try await names([.eq("nope", "1")]).isEmpty)
     }
 
+    /// Conjunctions of equality matchers are joined by seeking (leapfrog); every combination on
+    /// a seeded data set must select exactly the series a filter over all label sets selects.
+    @Test func equalityJoinsSelectWhatAFilterSelects() async throws {
+        let db = try TimeSeriesDB(store: MemoryKV(), nowMs: t0)
+        var state: UInt64 = 42
+        func next(_ n: Int) -> Int {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Int((state >> 33) % UInt64(n))
+        }
+        var all = Set<Labels>()
+        while all.count < 400 {
+            var pairs: [(String, String)] = [("__name__", "m\(next(3))"), ("a", "\(next(5))")]
+            if next(3) > 0 { pairs.append(("b", "\(next(20))")) }
+            if next(4) == 0 { pairs.append(("c", "x")) }
+            all.insert(Labels(pairs.map { Label($0.0, $0.1) }))
+        }
+        _ = try db.append(all.map { SeriesSamples(labels: $0, samples: [Sample(t0, 1)]) }, nowMs: t0)
+        // The index's answer itself (select filters it again by every matcher, which would hide
+        // a join that returned too much).
+        func names(_ m: [LabelMatcher]) throws -> Set<Labels> {
+            let ids = try db.postings(m, startMs: t0 - 1, endMs: t0 + 1, shards: nil)
+            #expect(ids == ids.sorted() && Set(ids).count == ids.count, "postings sorted and unique")
+            return Set(try db.labels(for: ids).map(\.1))
+        }
+        func expected(_ m: [LabelMatcher]) -> Set<Labels> {
+            all.filter { l in m.allSatisfy { $0.matches(l.get($0.name) ?? "") } }
+        }
+        var checked = 0
+        for name in ["m0", "m1", "m2", "m9"] {
+            for a in ["0", "3", "7"] {
+                for b in [nil, "2", "6"] as [String?] {
+                    var m: [LabelMatcher] = [.eq("__name__", name), .eq("a", a)]
+                    if let b { m.append(.eq("b", b)) }
+                    #expect(try names(m) == expected(m), "\(m)")
+                    m.append(.eq("c", "x"))
+                    #expect(try names(m) == expected(m), "\(m)")
+                    m.append(try LabelMatcher(.notEqual, "b", "1"))
+                    #expect(try names(m) == expected(m), "\(m)")
+                    checked += 3
+                }
+            }
+        }
+        #expect(checked == 108)
+        #expect(try names([.eq("__name__", "m1"), .eq("a", "2")]).count > 10)
+    }
+
     @Test func duplicatesAndOutOfOrder() async throws {
         let db = try TimeSeriesDB(store: MemoryKV(), nowMs: t0)
         let s = L(["__name__": "x"])

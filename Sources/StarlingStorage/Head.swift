@@ -76,6 +76,9 @@ struct HeadState {
     var byHash: [UInt64: HeadSeries] = [:]
     var hashCollisions: [Labels: HeadSeries] = [:]
     var byID: [SeriesID: HeadSeries] = [:]
+    /// The same series by shard: anti-entropy and handover ask for one shard at a time, 1,024
+    /// times a round, and must not walk every series in memory for each.
+    private(set) var byShard: [ShardID: [SeriesID: HeadSeries]] = [:]
     /// Series that changed since the last checkpoint.
     var dirtySeries: [SeriesID: HeadSeries] = [:]
 
@@ -117,12 +120,20 @@ struct HeadState {
     mutating func register(_ s: HeadSeries) {
         if byHash[s.labelsHash] == nil { byHash[s.labelsHash] = s } else { hashCollisions[s.labels] = s }
         byID[s.id] = s
+        byShard[s.id.shard, default: [:]][s.id] = s
+    }
+
+    /// The series of `shard` in memory.
+    func series(inShard shard: ShardID) -> Dictionary<SeriesID, HeadSeries>.Values {
+        (byShard[shard] ?? [:]).values
     }
 
     mutating func evict(_ s: HeadSeries) {
         chunkMoves &+= 1
         if byHash[s.labelsHash] === s { byHash[s.labelsHash] = nil } else { hashCollisions[s.labels] = nil }
         byID[s.id] = nil
+        byShard[s.id.shard]?[s.id] = nil
+        if byShard[s.id.shard]?.isEmpty == true { byShard[s.id.shard] = nil }
         dirtySeries[s.id] = nil
     }
 }

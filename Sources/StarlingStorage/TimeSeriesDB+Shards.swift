@@ -56,7 +56,7 @@ extension TimeSeriesDB {
     /// Blocks in which `shard` has data, ascending (stored chunks and head samples).
     public func blocks(of shard: ShardID) throws -> [Int32] {
         var blocks = Set<Int32>(head.withLock { h in
-            h.byID.values.filter { $0.id.shard == shard }.flatMap { s -> [Int32] in
+            h.series(inShard: shard).flatMap { s -> [Int32] in
                 (s.open != nil ? [s.openBlock] : []) + s.outOfOrder.map { Keyspace.block(ofMs: $0.timestampMs) }
             }
         })
@@ -95,7 +95,7 @@ extension TimeSeriesDB {
         }
         try it.checkError()
         head.withLock { h in
-            for s in h.byID.values where s.id.shard == shard {
+            for s in h.series(inShard: shard) {
                 if (s.open != nil && s.openBlock == block) || s.outOfOrder.contains(where: { Keyspace.block(ofMs: $0.timestampMs) == block }) {
                     ids.insert(s.id)
                 }
@@ -181,7 +181,7 @@ extension TimeSeriesDB {
             kv.deleteRange(Keyspace.lastBlockKey(lowID), Keyspace.prefixEnd(Keyspace.lastBlockKey(highID)))
             try store.write(kv, sync: false)
             // After the checkpoint every head series is persisted, so `deleted` counts them all.
-            for s in h.byID.values where s.id.shard == shard { h.evict(s) }
+            for s in h.series(inShard: shard) { h.evict(s) }
             h.totalSeries -= deleted
             return deleted
         }

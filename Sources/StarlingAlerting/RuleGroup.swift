@@ -58,6 +58,11 @@ public struct RuleGroupState: Sendable {
     }
 
     /// Evaluates every rule at `nowMs`.
+    ///
+    /// Output is written in as few batches as the rules allow: one write per group, except
+    /// that what is pending is written before a rule whose expression may read it (it names a
+    /// pending metric, or selects by `__name__`), so later rules still see earlier results as
+    /// in Prometheus. A failed write marks every rule whose output it carried as failed.
     /// - Returns: the alerts to hand to the notifier.
     public mutating func evaluate(
         nowMs: Int64, intervalMs: Int64, externalLabels: [String: String] = [:], externalURL: String = "",
@@ -67,7 +72,31 @@ public struct RuleGroupState: Sendable {
     ) async -> [RuleAlert] {
         let groupStart = monotonicSeconds()
         var toSend: [RuleAlert] = []
+        var pending: [SeriesSamples] = []
+        var pendingNames = Set<String>()
+        var pendingRules: [(index: Int, current: Set<Labels>)] = []
+
+        func flush() async {
+            defer {
+                pending = []
+                pendingNames = []
+                pendingRules = []
+            }
+            do {
+                if !pending.isEmpty { try await write(pending) }
+                for r in pendingRules { lastRecorded[r.index] = r.current }
+            } catch {
+                for r in pendingRules {
+                    health[r.index].status = .err
+                    health[r.index].lastError = "\(error)"
+                }
+            }
+        }
+
         for (i, rule) in spec.rules.enumerated() {
+            if !pendingNames.isEmpty, rule.expr.contains("__name__") || pendingNames.contains(where: { rule.expr.contains($0) }) {
+                await flush()
+            }
             let start = monotonicSeconds()
             var h = RuleHealth()
             h.lastEvaluationMs = nowMs
@@ -93,8 +122,13 @@ public struct RuleGroupState: Sendable {
                 for gone in (lastRecorded[i] ?? []).subtracting(current).sorted() {
                     series.append(SeriesSamples(labels: gone, samples: [Sample(nowMs, StaleMarker.value)]))
                 }
-                try await write(series)
-                lastRecorded[i] = current
+                for s in series { if let name = s.labels.metricName { pendingNames.insert(name) } }
+                if series.isEmpty {
+                    lastRecorded[i] = current
+                } else {
+                    pending += series
+                    pendingRules.append((i, current))
+                }
                 if let ruleError { throw RuleEvaluationError(message: ruleError) }
                 h.status = .ok
             } catch {
@@ -104,6 +138,7 @@ public struct RuleGroupState: Sendable {
             h.evaluationSeconds = monotonicSeconds() - start
             health[i] = h
         }
+        await flush()
         lastEvaluationMs = nowMs
         lastEvaluationSeconds = monotonicSeconds() - groupStart
         return toSend

@@ -1,0 +1,82 @@
+import StarlingAlerting
+import StarlingCore
+import StarlingPromQL
+import StarlingTestKit
+import Synchronization
+import Testing
+
+/// A group's output is written once per evaluation, except that what is pending is written
+/// before a rule that may read it, so later rules see earlier results as in Prometheus.
+@Suite struct RuleWriteBatchingTests {
+    final class Recorder: Sendable {
+        let storage = MemoryQuerier()
+        /// Metric names of each write, in order.
+        let writes = Mutex<[[String]]>([])
+        let failing = Mutex(false)
+
+        var query: @Sendable (String, Int64) async throws -> [(Labels, Double)] {
+            let storage = self.storage
+            return { expr, t in
+                let r = try await Engine().instantQuery(expr, timeMs: t, querier: storage)
+                guard case .vector(let v) = r.value else { return [] }
+                return v.map { ($0.labels, $0.value) }
+            }
+        }
+
+        var write: @Sendable ([SeriesSamples]) async throws -> Void {
+            { [self] series in
+                if failing.withLock({ $0 }) { throw RuleEvaluationError(message: "replicas unavailable") }
+                writes.withLock { $0.append(Array(Set(series.compactMap(\.labels.metricName))).sorted()) }
+                for s in series { storage.add(s.labels, s.samples) }
+            }
+        }
+    }
+
+    static func group(_ rules: [RuleSpec]) -> RuleGroupSpec {
+        RuleGroupSpec(name: "g", source: "test", rules: rules)
+    }
+
+    @Test func unrelatedRulesShareOneWrite() async throws {
+        let r = Recorder()
+        r.storage.add(Labels(["__name__": "m", "k": "1"]), [Sample(0, 5)])
+        var state = RuleGroupState(spec: Self.group([
+            .alerting(AlertingRuleSpec(name: "A", expr: "m > 1")),
+            .alerting(AlertingRuleSpec(name: "B", expr: "m > 2")),
+            .recording(RecordingRuleSpec(record: "m:sum", expr: "sum(m)")),
+        ]))
+        _ = await state.evaluate(nowMs: 1_000, intervalMs: 1_000, query: r.query, write: r.write)
+        #expect(r.writes.withLock { $0 } == [["ALERTS", "ALERTS_FOR_STATE", "m:sum"]])
+        #expect(state.health.allSatisfy { $0.status == .ok })
+    }
+
+    @Test func aRuleReadingPendingOutputSeesIt() async throws {
+        let r = Recorder()
+        r.storage.add(Labels(["__name__": "m", "k": "1"]), [Sample(0, 5)])
+        var state = RuleGroupState(spec: Self.group([
+            .recording(RecordingRuleSpec(record: "m:doubled", expr: "m * 2")),
+            .alerting(AlertingRuleSpec(name: "Unrelated", expr: "m > 100")),
+            .alerting(AlertingRuleSpec(name: "High", expr: "m:doubled > 8")),
+            .recording(RecordingRuleSpec(record: "firing:count", expr: "count(ALERTS)")),
+        ]))
+        let toSend = await state.evaluate(nowMs: 1_000, intervalMs: 1_000, query: r.query, write: r.write)
+        // m:doubled is written before High reads it; High's ALERTS before count(ALERTS).
+        #expect(r.writes.withLock { $0 } == [["m:doubled"], ["ALERTS", "ALERTS_FOR_STATE"], ["firing:count"]])
+        #expect(toSend.map { $0.labels.get("alertname") } == ["High"])
+        #expect(state.health.allSatisfy { $0.status == .ok }, "\(state.health)")
+    }
+
+    @Test func aFailedWriteFailsTheRulesItCarried() async throws {
+        let r = Recorder()
+        r.storage.add(Labels(["__name__": "m", "k": "1"]), [Sample(0, 5)])
+        var state = RuleGroupState(spec: Self.group([
+            .alerting(AlertingRuleSpec(name: "A", expr: "m > 1")),
+            .alerting(AlertingRuleSpec(name: "Quiet", expr: "m > 100")),
+        ]))
+        r.failing.withLock { $0 = true }
+        _ = await state.evaluate(nowMs: 1_000, intervalMs: 1_000, query: r.query, write: r.write)
+        #expect(state.health[0].status == .err)
+        #expect(state.health[0].lastError?.contains("replicas unavailable") == true)
+        // Quiet had nothing to write: the failed write was not its.
+        #expect(state.health[1].status == .ok)
+    }
+}

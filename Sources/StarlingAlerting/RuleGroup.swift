@@ -94,7 +94,7 @@ public struct RuleGroupState: Sendable {
         }
 
         for (i, rule) in spec.rules.enumerated() {
-            if !pendingNames.isEmpty, rule.expr.contains("__name__") || pendingNames.contains(where: { rule.expr.contains($0) }) {
+            if !pendingNames.isEmpty, Self.mayReadAnyMetric(rule.expr) || pendingNames.contains(where: { rule.expr.contains($0) }) {
                 await flush()
             }
             let start = monotonicSeconds()
@@ -142,6 +142,19 @@ public struct RuleGroupState: Sendable {
         lastEvaluationMs = nowMs
         lastEvaluationSeconds = monotonicSeconds() - groupStart
         return toSend
+    }
+
+    /// Whether `expr` may select series whatever their name: it matches on `__name__`, or has a
+    /// selector without a metric name (`{alertstate="firing"}`: a `{` not right after a name).
+    /// Conservative: a brace inside a string also counts.
+    static func mayReadAnyMetric(_ expr: String) -> Bool {
+        if expr.contains("__name__") { return true }
+        var previous: Character?
+        for c in expr {
+            if c == "{", !(previous.map { $0.isLetter || $0.isNumber || $0 == "_" || $0 == ":" } ?? false) { return true }
+            if !c.isWhitespace { previous = c }
+        }
+        return false
     }
 
     /// Every alert of the group's alerting rules that is pending or firing.

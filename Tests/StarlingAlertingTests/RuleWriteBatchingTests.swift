@@ -65,6 +65,20 @@ import Testing
         #expect(state.health.allSatisfy { $0.status == .ok }, "\(state.health)")
     }
 
+    @Test func aSelectorWithoutANameSeesPendingOutput() async throws {
+        let r = Recorder()
+        r.storage.add(Labels(["__name__": "m", "k": "1"]), [Sample(0, 5)])
+        var state = RuleGroupState(spec: Self.group([
+            .alerting(AlertingRuleSpec(name: "A", expr: "m > 1")),
+            .recording(RecordingRuleSpec(record: "firing", expr: "count({alertstate=\"firing\"})")),
+            .recording(RecordingRuleSpec(record: "named", expr: "count(m{k=\"1\"})")),
+        ]))
+        _ = await state.evaluate(nowMs: 1_000, intervalMs: 1_000, query: r.query, write: r.write)
+        #expect(r.writes.withLock { $0 } == [["ALERTS", "ALERTS_FOR_STATE"], ["firing", "named"]])
+        let firing = try await r.query("firing", 1_000)
+        #expect(firing.map(\.1) == [1])
+    }
+
     @Test func aFailedWriteFailsTheRulesItCarried() async throws {
         let r = Recorder()
         r.storage.add(Labels(["__name__": "m", "k": "1"]), [Sample(0, 5)])

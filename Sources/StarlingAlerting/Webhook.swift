@@ -17,8 +17,8 @@ public enum WebhookPayload {
                 "status": resolved ? "resolved" : "firing",
                 "labels": object(a.labels),
                 "annotations": object(a.annotations),
-                "startsAt": rfc3339(a.startsAtMs),
-                "endsAt": resolved ? rfc3339(a.endsAtMs) : "0001-01-01T00:00:00Z",
+                "startsAt": rfc3339(ms: a.startsAtMs),
+                "endsAt": resolved ? rfc3339(ms: a.endsAtMs) : "0001-01-01T00:00:00Z",
                 "generatorURL": a.generatorURL,
                 "fingerprint": a.fingerprint.description,
             ]
@@ -47,21 +47,5 @@ public enum WebhookPayload {
             acc = acc.filter { other.contains("\($0.name)\u{0}\($0.value)") }
         }
         return Labels(acc)
-    }
-
-    /// RFC 3339 with milliseconds when present (`2026-12-04T15:05:00.123Z`).
-    public static func rfc3339(_ ms: Int64) -> String {
-        var t = time_t(ms >= 0 ? ms / 1000 : (ms - 999) / 1000)
-        var parts = tm()
-        gmtime_r(&t, &parts)
-        let millis = Int((ms % 1000 + 1000) % 1000)
-        var out = String(format: "%04d-%02d-%02dT%02d:%02d:%02d", parts.tm_year + 1900, parts.tm_mon + 1, parts.tm_mday,
-                         parts.tm_hour, parts.tm_min, parts.tm_sec)
-        if millis > 0 {
-            var frac = String(format: "%03d", millis)
-            while frac.hasSuffix("0") { frac.removeLast() }
-            out += "." + frac
-        }
-        return out + "Z"
     }
 }

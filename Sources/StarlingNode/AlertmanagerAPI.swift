@@ -227,8 +227,8 @@ extension AlertmanagerService {
     static func gettable(_ s: Silence, nowMs: Int64) -> [String: Any] {
         [
             "id": s.id, "status": ["state": s.state(atMs: nowMs).rawValue],
-            "updatedAt": WebhookPayload.rfc3339(s.updatedAtMs), "startsAt": WebhookPayload.rfc3339(s.startsAtMs),
-            "endsAt": WebhookPayload.rfc3339(s.endsAtMs), "createdBy": s.createdBy, "comment": s.comment,
+            "updatedAt": rfc3339(ms: s.updatedAtMs), "startsAt": rfc3339(ms: s.startsAtMs),
+            "endsAt": rfc3339(ms: s.endsAtMs), "createdBy": s.createdBy, "comment": s.comment,
             "matchers": s.matchers.map { m -> [String: Any] in
                 ["name": m.name, "value": m.value, "isRegex": m.kind == .regexMatch || m.kind == .regexNoMatch,
                  "isEqual": m.kind == .equal || m.kind == .regexMatch]
@@ -254,8 +254,8 @@ extension AlertmanagerService {
         return [
             "probableCause": cause,
             "labels": object(a.labels), "annotations": object(a.annotations), "fingerprint": a.fingerprint.description,
-            "startsAt": WebhookPayload.rfc3339(a.startsAtMs), "endsAt": WebhookPayload.rfc3339(a.endsAtMs),
-            "updatedAt": WebhookPayload.rfc3339(a.updatedAtMs), "generatorURL": a.generatorURL,
+            "startsAt": rfc3339(ms: a.startsAtMs), "endsAt": rfc3339(ms: a.endsAtMs),
+            "updatedAt": rfc3339(ms: a.updatedAtMs), "generatorURL": a.generatorURL,
             "receivers": receivers.map { ["name": $0] },
             "status": ["state": state, "silencedBy": status.silencedBy, "inhibitedBy": status.inhibitedBy.map(\.description), "mutedBy": status.mutedByWindows],
         ]
@@ -355,7 +355,7 @@ struct AlertmanagerRoutes: Sendable {
                 "cluster": ["name": alertmanager.topology.localNodeID, "status": "ready",
                             "peers": alertmanager.topology.current.members.values.filter(\.isReachable).map { ["name": $0.nodeID, "address": $0.peerAddress] }],
                 "config": ["original": configText],
-                "uptime": WebhookPayload.rfc3339(startedMs),
+                "uptime": rfc3339(ms: startedMs),
                 // `version` is the Alertmanager API version Starling reproduces (amtool compares
                 // it with its own); Starling's own is `starlingVersion`.
                 "versionInfo": ["version": Self.emulatedAlertmanagerVersion, "starlingVersion": StarlingVersion.version,
@@ -470,17 +470,17 @@ extension AlertmanagerService {
         var labels: [String: String] = [:]
         for l in alert?.labels.array ?? [] { labels[l.name] = l.value }
         var o: [String: Any] = [
-            "id": inc.id, "state": inc.state.rawValue, "severity": inc.severity.rawValue, "since": WebhookPayload.rfc3339(inc.sinceMs),
+            "id": inc.id, "state": inc.state.rawValue, "severity": inc.severity.rawValue, "since": rfc3339(ms: inc.sinceMs),
             "conditionActive": inc.conditionActive, "labels": labels,
             "history": inc.history.map { t -> [String: Any] in
-                ["from": t.from?.rawValue ?? NSNull(), "to": t.to.rawValue, "at": WebhookPayload.rfc3339(t.atMs), "by": actor(t.actor),
+                ["from": t.from?.rawValue ?? NSNull(), "to": t.to.rawValue, "at": rfc3339(ms: t.atMs), "by": actor(t.actor),
                  "reason": t.reason.rawValue, "comment": t.comment, "severity": t.severity.rawValue]
             },
             "historyDropped": inc.historyDropped,
         ]
         if let from = inc.acknowledgedFrom { o["acknowledgedFrom"] = from.rawValue }
-        if let exp = inc.acknowledgementExpiresAtMs { o["acknowledgementExpiresAt"] = WebhookPayload.rfc3339(exp) }
-        if let due = inc.nextDeadlineMs { o["nextTransitionAt"] = WebhookPayload.rfc3339(due) }
+        if let exp = inc.acknowledgementExpiresAtMs { o["acknowledgementExpiresAt"] = rfc3339(ms: exp) }
+        if let due = inc.nextDeadlineMs { o["nextTransitionAt"] = rfc3339(ms: due) }
         return o
     }
 
@@ -601,7 +601,7 @@ struct MaintenanceWindowRoutes: Sendable {
                 }
                 if let opened = w.openedAtMs(atMs: now) {
                     o["open"] = true
-                    o["openedAt"] = WebhookPayload.rfc3339(opened)
+                    o["openedAt"] = rfc3339(ms: opened)
                 } else {
                     o["open"] = false
                 }

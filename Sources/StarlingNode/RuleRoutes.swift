@@ -161,7 +161,7 @@ struct RuleRoutes: Sendable {
         for l in a.annotations.array { annotations[l.name] = l.value }
         return [
             "labels": labels, "annotations": annotations, "state": a.state.rawValue,
-            "activeAt": rfc3339(a.activeAtMs), "value": goFormatE(a.value),
+            "activeAt": rfc3339(ms: a.activeAtMs), "value": goFormatE(a.value),
         ]
     }
 
@@ -179,21 +179,5 @@ struct RuleRoutes: Sendable {
         while digits.hasPrefix("0") { digits.removeFirst() }
         while digits.hasSuffix("0") { digits.removeLast() }
         return String(format: "%.\(max(0, digits.count - 1))e", v)
-    }
-
-    /// RFC 3339 with fractional seconds as Go's `RFC3339Nano` prints them (trailing zeros cut).
-    static func rfc3339(_ ms: Int64) -> String {
-        var t = time_t(ms >= 0 ? ms / 1000 : (ms - 999) / 1000)
-        var parts = tm()
-        gmtime_r(&t, &parts)
-        let millis = Int((ms % 1000 + 1000) % 1000)
-        var out = String(format: "%04d-%02d-%02dT%02d:%02d:%02d", parts.tm_year + 1900, parts.tm_mon + 1, parts.tm_mday,
-                         parts.tm_hour, parts.tm_min, parts.tm_sec)
-        if millis > 0 {
-            var frac = String(format: "%03d", millis)
-            while frac.hasSuffix("0") { frac.removeLast() }
-            out += "." + frac
-        }
-        return out + "Z"
     }
 }

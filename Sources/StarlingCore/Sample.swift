@@ -31,14 +31,21 @@ public enum StaleMarker {
 /// Formats a value as Prometheus's API does (Go `strconv.FormatFloat(v, 'f', -1, 64)` with
 /// `NaN`, `+Inf`, `-Inf`).
 public func formatSampleValue(_ v: Double) -> String {
-    if v.isNaN { return "NaN" }
-    if v == .infinity { return "+Inf" }
-    if v == -.infinity { return "-Inf" }
-    if v == v.rounded(), abs(v) < 1e21, !(v == 0 && v.sign == .minus) {
+    var out: [UInt8] = []
+    out.reserveCapacity(24)
+    appendSampleValue(v, to: &out)
+    return String(decoding: out, as: UTF8.self)
+}
+
+/// `formatSampleValue` appended to a byte buffer, without building a String: the query API
+/// writes one per point.
+public func appendSampleValue(_ v: Double, to out: inout [UInt8]) {
+    if v == v.rounded(), abs(v) < 9.007_199_254_740_992e15, !(v == 0 && v.sign == .minus) {
         // Integral values print without a fraction or exponent.
-        if abs(v) < 9.007_199_254_740_992e15 { return String(Int64(v)) }
+        return out.appendDecimal(Int64(v))
     }
-    return ShortestDecimal.format(v)
+    if v == .infinity { return out.append(contentsOf: "+Inf".utf8) }
+    ShortestDecimal.append(v, to: &out)
 }
 
 /// Time helpers. Pure code never reads a clock: `now` is always passed in.

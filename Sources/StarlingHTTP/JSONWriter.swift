@@ -69,7 +69,15 @@ public struct JSONWriter: Sendable {
 
     public mutating func int(_ v: Int64) {
         separator()
-        bytes.append(contentsOf: String(v).utf8)
+        bytes.appendDecimal(v)
+    }
+
+    /// A finite sample value as a JSON number, spelled as Prometheus spells values
+    /// (`appendSampleValue`).
+    public mutating func finiteSampleValue(_ v: Double) {
+        precondition(v.isFinite, "JSON numbers are finite")
+        separator()
+        appendSampleValue(v, to: &bytes)
     }
 
     public mutating func bool(_ v: Bool) {

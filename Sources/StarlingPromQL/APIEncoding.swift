@@ -105,24 +105,21 @@ public enum PrometheusJSON {
         out.append(UInt8(ascii: "["))
         appendTimestamp(t, to: &out)
         out.append(contentsOf: #",""#.utf8)
-        out.append(contentsOf: formatSampleValue(v).utf8)
+        appendSampleValue(v, to: &out)
         out.append(contentsOf: #""]"#.utf8)
     }
 
     /// Seconds with the millisecond fraction written only when non-zero, always three digits.
     public static func appendTimestamp(_ ms: Int64, to out: inout [UInt8]) {
-        var t = ms
-        if t < 0 {
-            out.append(UInt8(ascii: "-"))
-            t = -t
-        }
-        out.append(contentsOf: String(t / 1000).utf8)
+        if ms < 0 { out.append(UInt8(ascii: "-")) }
+        let t = ms.magnitude
+        out.appendDecimal(Int64(t / 1000))
         let fraction = t % 1000
         if fraction != 0 {
             out.append(UInt8(ascii: "."))
             if fraction < 100 { out.append(UInt8(ascii: "0")) }
             if fraction < 10 { out.append(UInt8(ascii: "0")) }
-            out.append(contentsOf: String(fraction).utf8)
+            out.appendDecimal(Int64(fraction))
         }
     }
 

@@ -161,6 +161,59 @@ import Testing
         #expect(formatSampleValue(value) == expected)
     }
 
+    /// The byte-level formatter against a plain String re-spelling of `description`, and against
+    /// parsing back, over values of every magnitude and sign.
+    @Test func shortestDecimalMatchesAStringRespellingAndRoundTrips() {
+        var rng = SeededRandom(seed: 11)
+        var values: [Double] = [5e-324, .leastNormalMagnitude, .greatestFiniteMagnitude, 1e-7, 9.999999999999999e22, 0.1 + 0.2, 1e23]
+        for _ in 0..<200_000 {
+            let bits = rng.next()
+            switch bits % 4 {
+            case 0: values.append(Double(bitPattern: rng.next()))  // any double, NaNs included
+            case 1: values.append(Double(Int64(bitPattern: rng.next()) >> Int64(rng.next() % 64)) / [1, 10, 100, 1000, 1e6][Int(rng.next() % 5)])
+            case 2: values.append(Double(rng.next() >> 11) / Double(1 << 53) * Double(sign: .plus, exponent: Int(rng.next() % 200) - 100, significand: 1))
+            default: values.append(-Double(rng.next() % 100_000) / 100)
+            }
+        }
+        for v in values {
+            let text = formatSampleValue(v)
+            var bytes: [UInt8] = []
+            appendSampleValue(v, to: &bytes)
+            #expect(String(decoding: bytes, as: UTF8.self) == text)
+            guard v.isFinite else { continue }
+            #expect(text == Self.respelledDescription(v), "\(v.bitPattern)")
+            #expect(!text.contains("e"))
+            #expect(Double(text)?.bitPattern == v.bitPattern, "\(text) does not parse back to \(v)")
+        }
+    }
+
+    /// Go's `'f', -1` spelling built from Swift's shortest digits with plain String operations.
+    static func respelledDescription(_ v: Double) -> String {
+        if v == 0 { return v.sign == .minus ? "-0" : "0" }
+        var s = v.description
+        let negative = s.hasPrefix("-")
+        if negative { s.removeFirst() }
+        var exponent = 0
+        if let e = s.firstIndex(where: { $0 == "e" || $0 == "E" }) {
+            exponent = Int(s[s.index(after: e)...])!
+            s = String(s[..<e])
+        }
+        let parts = s.split(separator: ".", omittingEmptySubsequences: false)
+        var digits = Array(parts[0] + (parts.count > 1 ? parts[1] : ""))
+        var point = parts[0].count + exponent
+        while digits.count > 1, digits.first == "0" { digits.removeFirst(); point -= 1 }
+        while digits.count > 1, digits.last == "0" { digits.removeLast() }
+        let body: String
+        if point <= 0 {
+            body = "0." + String(repeating: "0", count: -point) + String(digits)
+        } else if point >= digits.count {
+            body = String(digits) + String(repeating: "0", count: point - digits.count)
+        } else {
+            body = String(digits[..<point]) + "." + String(digits[point...])
+        }
+        return negative ? "-" + body : body
+    }
+
     @Test func staleMarkerIsASpecificNaN() {
         #expect(StaleMarker.value.isNaN)
         #expect(StaleMarker.isStale(StaleMarker.value))

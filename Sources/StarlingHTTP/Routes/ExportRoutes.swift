@@ -94,7 +94,7 @@ public struct ExportRoutes: Sendable {
             w.key("values")
             w.beginArray()
             for v in values {
-                if v.isNaN { w.string("NaN") } else if v.isInfinite { w.string(v < 0 ? "-Inf" : "Inf") } else { w.raw(formatSampleValue(v).utf8) }
+                if v.isNaN { w.string("NaN") } else if v.isInfinite { w.string(v < 0 ? "-Inf" : "Inf") } else { w.finiteSampleValue(v) }
             }
             w.endArray()
             w.key("timestamps")

@@ -120,8 +120,13 @@ extension Evaluator {
         var rightAt = [Int](repeating: -1, count: nsig)  // rhs series index for the signature at this step
         var rightStamp = [Int](repeating: -1, count: nsig)
         var matchedStamp = [Int](repeating: -1, count: nsig)
-        var resultLabels: [Int: Labels] = [:]  // (lhs index * rhs count + rhs index) → result labels
-        var insertedBySig: [Int: Set<Labels>] = [:]
+        // The output slot of each (lhs, rhs) pair, computed once: the pair's result labels are the
+        // same at every step. The last pair of each lhs series answers without hashing, since a
+        // series almost always meets the same partner at every step.
+        var slotOfPair: [Int: Int] = [:]  // lhs index * rhs count + rhs index → builder slot
+        var lastPartner = [Int](repeating: -1, count: lhs.count)
+        var lastSlot = [Int](repeating: -1, count: lhs.count)
+        var insertedBySig: [Int: Set<Int>] = [:]  // slots, one per result label set
         for step in 0..<numSteps {
             try state.checkCanceled()
             var lhsAny = false, rhsAny = false
@@ -155,14 +160,21 @@ extension Evaluator {
                 } else if !keep {
                     continue
                 }
-                let pairKey = i &* rhs.count &+ j
-                var metric: Labels
-                if let cached = resultLabels[pairKey] {
-                    metric = cached
+                let slot: Int
+                if lastPartner[i] == j {
+                    slot = lastSlot[i]
                 } else {
-                    metric = resultMetric(s.labels, rhs[j].labels, op, m)
-                    if returnBool { metric = metric.withoutMetricName }
-                    resultLabels[pairKey] = metric
+                    let pairKey = i &* rhs.count &+ j
+                    if let cached = slotOfPair[pairKey] {
+                        slot = cached
+                    } else {
+                        var metric = resultMetric(s.labels, rhs[j].labels, op, m)
+                        if returnBool { metric = metric.withoutMetricName }
+                        slot = builder.slot(for: metric)
+                        slotOfPair[pairKey] = slot
+                    }
+                    lastPartner[i] = j
+                    lastSlot[i] = slot
                 }
                 if m.card == .oneToOne {
                     if matchedStamp[sig] == step {
@@ -170,11 +182,11 @@ extension Evaluator {
                     }
                     matchedStamp[sig] = step
                 } else {
-                    if !insertedBySig[sig, default: []].insert(metric).inserted {
+                    if !insertedBySig[sig, default: []].insert(slot).inserted {
                         throw .execution("multiple matches for labels: grouping labels must ensure unique matches")
                     }
                 }
-                try builder.add(metric, step: step, value)
+                try builder.set(slot, step: step, value)
             }
         }
         return builder.finish()

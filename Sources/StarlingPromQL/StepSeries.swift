@@ -87,9 +87,10 @@ struct SeriesBuilder {
 
     /// Sets the value of slot `i` at `step`.
     mutating func set(_ i: Int, step: Int, _ v: Double) throws(PromQLError) {
-        var s = series[i]
-        series[i] = StepSeries(labels: .empty, firstStep: 0, values: [])  // keep the array uniquely referenced
-        defer { series[i] = s }
+        try Self.put(&series[i], step: step, v)  // in place: the values array stays uniquely referenced
+    }
+
+    private static func put(_ s: inout StepSeries, step: Int, _ v: Double) throws(PromQLError) {
         if s.values.isEmpty {
             s.firstStep = step
             s.values.append(v)

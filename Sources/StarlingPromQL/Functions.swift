@@ -59,6 +59,7 @@ extension Evaluator {
             let n = samples.count
             var held = 0
             defer { state.release(held) }
+            var extremum = fn == .maxOverTime || fn == .minOverTime ? SlidingExtremum(max: fn == .maxOverTime) : nil
             for step in 0..<numSteps {
                 let t = time(ofStep: step)
                 let maxt = t - offsetMs
@@ -71,9 +72,13 @@ extension Evaluator {
                         try state.hold(hi - lo - held)
                         held = hi - lo
                     }
-                    for k in scalarArgs.indices { scalarsAtStep[k] = scalarArgs[k][step] }
-                    let w = RangeWindow(mintMs: mint, maxtMs: maxt, rangeMs: rangeMs, stepTimeMs: t)
-                    if let r = try fn.apply(samples[lo..<hi], w, scalars: scalarsAtStep) { v = r }
+                    if extremum != nil {
+                        v = extremum!.value(samples, lo: lo, hi: hi)
+                    } else {
+                        for k in scalarArgs.indices { scalarsAtStep[k] = scalarArgs[k][step] }
+                        let w = RangeWindow(mintMs: mint, maxtMs: maxt, rangeMs: rangeMs, stepTimeMs: t)
+                        if let r = try fn.apply(samples[lo..<hi], w, scalars: scalarsAtStep) { v = r }
+                    }
                 }
                 if isPresent(v) {
                     if fn == .absentOverTime { covered[step] = true }

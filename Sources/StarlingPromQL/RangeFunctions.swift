@@ -267,3 +267,39 @@ func quantile(_ q: Double, _ values: inout [Double]) -> Double {
     let weight = rank - rank.rounded(.down)
     return values[Int(lower)] * (1 - weight) + values[Int(upper)] * weight
 }
+
+/// `max_over_time` / `min_over_time` of a series at every step of a range query. The windows of
+/// consecutive steps only move forward, so a monotonic queue of sample indices gives each step's
+/// extremum in O(1) amortized, where `RangeFunction.apply` passes over the whole window (a 1 h
+/// window at 15 s steps is 240 samples per step). Same answer bit for bit: NaNs are skipped
+/// unless the window holds nothing else (then its last NaN), and among equal values (0 and -0)
+/// the earliest wins, as in the linear scan.
+struct SlidingExtremum {
+    let max: Bool
+    /// Indices of non-NaN samples, values non-increasing (max) or non-decreasing (min) from
+    /// `head` on; entries before `head` have left the window.
+    private var queue: [Int] = []
+    private var head = 0
+    /// First sample index not yet pushed.
+    private var next = 0
+
+    init(max: Bool) { self.max = max }
+
+    /// The extremum of `samples[lo..<hi]` (non-empty); `lo` and `hi` never decrease between calls.
+    mutating func value(_ samples: [Sample], lo: Int, hi: Int) -> Double {
+        while next < hi {
+            let v = samples[next].value
+            if !v.isNaN {
+                while queue.count > head {
+                    let back = samples[queue[queue.count - 1]].value
+                    guard max ? back < v : back > v else { break }
+                    queue.removeLast()
+                }
+                queue.append(next)
+            }
+            next += 1
+        }
+        while head < queue.count, queue[head] < lo { head += 1 }
+        return head < queue.count ? samples[queue[head]].value : samples[hi - 1].value
+    }
+}

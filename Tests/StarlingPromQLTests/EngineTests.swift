@@ -306,3 +306,32 @@ final class ManualTestClock: Clock, Sendable {
         for c in due { c.resume() }
     }
 }
+
+/// The monotonic-queue `max_over_time` / `min_over_time` of range queries against the linear
+/// scan of `RangeFunction.apply`, bit for bit, over windows that move forward by random amounts
+/// across values with NaNs, ±0 and repeats.
+@Suite struct SlidingExtremumTests {
+    @Test(arguments: [true, false])
+    func matchesTheLinearScan(max: Bool) throws {
+        var rng = SeededRandom(seed: max ? 5 : 6)
+        let palette: [Double] = [.nan, 0, -0.0, 1, -1, 2, .infinity, -.infinity, 3.5, 3.5]
+        for round in 0..<400 {
+            let n = 1 + Int(rng.next() % 80)
+            let samples = (0..<n).map { i -> Sample in
+                let v = rng.next() % 3 == 0 ? palette[Int(rng.next() % UInt64(palette.count))] : Double(Int(rng.next() % 7) - 3)
+                return Sample(Int64(i) * 10, v)
+            }
+            let fn: RangeFunction = max ? .maxOverTime : .minOverTime
+            var sliding = SlidingExtremum(max: max)
+            var lo = 0, hi = 0
+            while hi < n {
+                hi = Swift.min(n, hi + 1 + Int(rng.next() % 4))
+                lo = Swift.max(lo, hi - 1 - Int(rng.next() % 12))
+                let w = RangeWindow(mintMs: 0, maxtMs: 0, rangeMs: 0, stepTimeMs: 0)
+                let expected = try #require(try fn.apply(samples[lo..<hi], w, scalars: []))
+                let got = sliding.value(samples, lo: lo, hi: hi)
+                #expect(got.bitPattern == expected.bitPattern || (got.isNaN && expected.isNaN), "round \(round), window \(lo)..<\(hi): \(got) vs \(expected)")
+            }
+        }
+    }
+}

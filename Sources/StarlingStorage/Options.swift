@@ -30,6 +30,9 @@ extension TimeSeriesDB {
         public var compactionDelayMs: Int64 = 1 * Millis.hour
         /// Series-blocks compacted per maintenance call, so compaction never starves ingest.
         public var compactionBatch = 2_000
+        /// Label sets of series outside the head that queries keep in memory
+        /// (`StoredLabelsCache`; up to twice this many are held, ~200 bytes each). 0 disables it.
+        public var storedLabelsCacheEntries = 100_000
 
         public init() {}
     }

@@ -26,7 +26,8 @@ extension TimeSeriesDB {
         return ids
     }
 
-    /// Label sets of `ids`, from the head when resident, else from the store.
+    /// Label sets of `ids`, from the head when resident, else from the stored-labels cache, else
+    /// from the store.
     func labels(for ids: [UInt64]) throws -> [(SeriesID, Labels)] {
         var out: [(SeriesID, Labels)] = []
         out.reserveCapacity(ids.count)
@@ -37,10 +38,24 @@ extension TimeSeriesDB {
                 if let s = h.byID[id] { out.append((id, s.labels)) } else { missing.append(id) }
             }
         }
-        for id in missing {
-            guard let bytes = try store.get(Keyspace.seriesKey(id)) else { continue }  // deleted by retention meanwhile
-            out.append((id, try Labels.validatingCanonicalBytes(bytes)))
+        if missing.isEmpty { return out }
+        var unknown: [SeriesID] = []
+        let generation = storedLabels.withLock { c in
+            for id in missing {
+                if let l = c.get(id) { out.append((id, l)) } else { unknown.append(id) }
+            }
+            return c.generation
         }
+        if unknown.isEmpty { return out }
+        var read: [(SeriesID, Labels)] = []
+        for id in unknown {
+            guard let bytes = try store.get(Keyspace.seriesKey(id)) else { continue }  // deleted by retention meanwhile
+            read.append((id, try Labels.validatingCanonicalBytes(bytes)))
+        }
+        storedLabels.withLock { c in
+            for (id, l) in read { c.insert(id, l, ifGeneration: generation) }
+        }
+        out += read
         return out
     }
 

@@ -180,6 +180,7 @@ extension TimeSeriesDB {
             kv.deleteRange(Keyspace.seriesKey(lowID), seriesEnd)
             kv.deleteRange(Keyspace.lastBlockKey(lowID), Keyspace.prefixEnd(Keyspace.lastBlockKey(highID)))
             try store.write(kv, sync: false)
+            storedLabels.withLock { $0.invalidate() }
             // After the checkpoint every head series is persisted, so `deleted` counts them all.
             for s in h.series(inShard: shard) { h.evict(s) }
             h.totalSeries -= deleted

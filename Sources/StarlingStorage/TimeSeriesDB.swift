@@ -25,6 +25,8 @@ public final class TimeSeriesDB: Querier, Sendable {
     /// prefix (the hint store, `0x09`).
     public var keyValueStore: any KeyValueStore { store }
     let head: Mutex<HeadState>
+    /// Label sets of series read from the store by queries.
+    let storedLabels: Mutex<StoredLabelsCache>
     /// What replaying the WAL did when this instance opened.
     public let recovery: RecoveryReport
 
@@ -44,6 +46,7 @@ public final class TimeSeriesDB: Querier, Sendable {
         try Self.replay(store: store, options: options, state: &state, report: &report)
         self.recovery = report
         self.head = Mutex(state)
+        self.storedLabels = Mutex(StoredLabelsCache(capacity: options.storedLabelsCacheEntries))
         // Make the replayed state durable and clear the WAL so the next start is fast.
         try checkpoint(nowMs: nowMs)
     }
@@ -630,6 +633,7 @@ public final class TimeSeriesDB: Querier, Sendable {
                 return true
             }
             try store.write(kv, sync: false)
+            if deleted > 0 { storedLabels.withLock { $0.invalidate() } }
             h.totalSeries -= deleted
             h.minBlock = cutoff
         }

@@ -49,6 +49,22 @@ public protocol KVIterator: AnyObject {
     func checkError() throws(StoreError)
 }
 
+extension KVIterator {
+    /// Moves to the first key ≥ `target`, like `seek`, but by up to `steps` calls of `next` when
+    /// the iterator stands just before it: reads that visit keys in order (series in ID order)
+    /// then cost a step within a data block instead of a seek through every level.
+    public func advance(to target: [UInt8], steps: Int = 8) {
+        if isValid, target.withUnsafeBytes({ t in withKey { compareBytes($0, t) < 0 } }) {
+            for _ in 0..<steps {
+                next()
+                guard isValid else { return }  // nothing at or after target
+                if target.withUnsafeBytes({ t in withKey { compareBytes($0, t) >= 0 } }) { return }
+            }
+        }
+        seek(target)
+    }
+}
+
 /// Operations applied atomically by `KeyValueStore.write`.
 public struct KVWriteBatch: Sendable {
     public enum Operation: Sendable {

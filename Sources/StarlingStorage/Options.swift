@@ -33,6 +33,9 @@ extension TimeSeriesDB {
         /// Label sets of series outside the head that queries keep in memory
         /// (`StoredLabelsCache`; up to twice this many are held, ~200 bytes each). 0 disables it.
         public var storedLabelsCacheEntries = 100_000
+        /// Encoded chunk bytes a selection reads ahead in key order before returning its first
+        /// series (`LocalSeriesSet`); 0 reads each series when its turn comes.
+        public var queryReadAheadBytes = 32 << 20
 
         public init() {}
     }

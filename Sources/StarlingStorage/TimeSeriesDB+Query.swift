@@ -74,18 +74,15 @@ extension TimeSeriesDB {
         }
         var out = headChunks
         guard let range = blocks(startMs: startMs, endMs: endMs) else { return out }
-        let it: any KVIterator
-        if let cached = iterator.iterator, iterator.chunkMoves == moves {
-            it = cached
-        } else {
-            // One iterator over the chunk keyspace serves every series and block of a query,
-            // as long as no chunk moves from the head to the store meanwhile.
-            it = try store.makeIterator(lowerBound: [Keyspace.chunkPrefix], upperBound: [Keyspace.chunkPrefix + 1])
-            iterator = ChunkIteratorCache(iterator: it, chunkMoves: moves)
+        if iterator.chunkMoves != moves {
+            // The cached iterators serve every series of a read as long as no chunk moves from
+            // the head to the store meanwhile: their snapshot would not hold it.
+            iterator = ChunkIteratorCache(chunkMoves: moves)
         }
         for b in range {
+            let it = try iterator.iterator(forBlock: b, store: store)
             let prefix = Keyspace.chunkSeriesBlockPrefix(id: id, block: b)
-            it.seek(prefix)
+            it.advance(to: prefix)
             while it.isValid {
                 let parts: Keyspace.ChunkKeyParts? = it.withKey { k in
                     k.starts(with: prefix) ? Keyspace.parseChunkKey(k) : nil
@@ -185,6 +182,8 @@ final class LocalSeriesSet: SeriesSet, @unchecked Sendable {
     private var index = 0
     private var returned = 0
     private var iterator = ChunkIteratorCache()
+    /// Chunks of `items[i]`, read ahead; nil where not read yet.
+    private var prefetched: [[EncodedChunk]?] = []
     private(set) var warnings: [String] = []
 
     init(db: TimeSeriesDB, items: [(SeriesID, Labels)], startMs: Int64, endMs: Int64, limit: Int?) {
@@ -195,12 +194,40 @@ final class LocalSeriesSet: SeriesSet, @unchecked Sendable {
         self.limit = limit
     }
 
+    /// Series come out in label order, but their chunks lie in ID order (`05|shard|block|low48`):
+    /// reading them in label order costs a seek per series, through the memtable and every
+    /// level. Before the first series, the chunks of the selection are read in ID order — each
+    /// series a few `next` steps after the previous one — up to `Options.queryReadAheadBytes`;
+    /// series beyond it are read when their turn comes. Not with a limit, which may stop early.
+    private func prefetch() throws {
+        let budget = db.options.queryReadAheadBytes
+        guard limit == nil, items.count > 1, budget > 0 else { return }
+        prefetched = Array(repeating: nil, count: items.count)
+        let order = items.indices.sorted { items[$0].0.rawValue < items[$1].0.rawValue }
+        var bytes = 0
+        var scan = ChunkIteratorCache()
+        for (n, i) in order.enumerated() {
+            if n & 1023 == 1023 { try Task.checkCancellation() }
+            let chunks = try db.chunks(of: items[i].0, startMs: startMs, endMs: endMs, iterator: &scan)
+            prefetched[i] = chunks
+            for c in chunks { bytes += c.bytes.count }
+            if bytes > budget { break }
+        }
+    }
+
     func next() async throws -> SeriesChunks? {
+        if index == 0 && returned == 0 && prefetched.isEmpty { try prefetch() }
         while index < items.count {
             try Task.checkCancellation()
             let (id, labels) = items[index]
+            let chunks: [EncodedChunk]
+            if index < prefetched.count, let ahead = prefetched[index] {
+                chunks = ahead
+                prefetched[index] = nil
+            } else {
+                chunks = try db.chunks(of: id, startMs: startMs, endMs: endMs, iterator: &iterator)
+            }
             index += 1
-            let chunks = try db.chunks(of: id, startMs: startMs, endMs: endMs, iterator: &iterator)
             if chunks.isEmpty { continue }
             if let limit, returned >= limit {
                 warnings.append("results truncated due to limit of \(limit) series")
@@ -211,13 +238,34 @@ final class LocalSeriesSet: SeriesSet, @unchecked Sendable {
             return SeriesChunks(labels: labels, chunks: chunks)
         }
         iterator = ChunkIteratorCache()
+        prefetched = []
         return nil
     }
 }
 
-/// A store iterator kept across the series of one read, with the head's `chunkMoves` count at
-/// the time it was made.
+/// Store iterators kept across the series of one read, with the head's `chunkMoves` count at
+/// the time they were made. One per block (up to `maxPerBlock`, then one shared): a read in ID
+/// order then moves each iterator forward within its block by `next` steps, where a single
+/// iterator would seek back and forth between the blocks of every series.
 struct ChunkIteratorCache {
-    var iterator: (any KVIterator)? = nil
+    static let maxPerBlock = 16
     var chunkMoves: UInt64 = 0
+    private var perBlock: [(block: Int32, iterator: any KVIterator)] = []
+    private var shared: (any KVIterator)? = nil
+
+    init(chunkMoves: UInt64 = 0) {
+        self.chunkMoves = chunkMoves
+    }
+
+    mutating func iterator(forBlock b: Int32, store: any KeyValueStore) throws -> any KVIterator {
+        for e in perBlock where e.block == b { return e.iterator }
+        if perBlock.count >= Self.maxPerBlock, let shared { return shared }
+        let it = try store.makeIterator(lowerBound: [Keyspace.chunkPrefix], upperBound: [Keyspace.chunkPrefix + 1])
+        if perBlock.count < Self.maxPerBlock {
+            perBlock.append((b, it))
+        } else {
+            shared = it
+        }
+        return it
+    }
 }

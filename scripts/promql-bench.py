@@ -174,6 +174,9 @@ def main():
     ap.add_argument("--starling-token", default=os.environ.get("STARLING_ADMIN_TOKEN"))
     ap.add_argument("--skip", nargs="*", default=[], help="systems to leave out: prometheus victoria")
     ap.add_argument("--json", help="also write the figures here")
+    ap.add_argument("--starling-loaded", action="store_true",
+                    help="the Starling node already holds this data set (same --hosts/--hours/--seed): do not push it again")
+    ap.add_argument("--only", nargs="*", default=[], help="run only these queries (names from the query list)")
     args = ap.parse_args()
 
     workdir = tempfile.mkdtemp(prefix="promql-bench-")
@@ -196,6 +199,8 @@ def main():
             auth = {"Authorization": "Bearer " + args.starling_token} if args.starling_token else {}
             systems.append(("starling", args.starling_url, {}, auth))
         for name, base, _, headers in systems:
+            if name == "starling" and args.starling_loaded:
+                continue
             t0 = time.time()
             push(base + "/api/v1/write", times, data, headers)
             if name == "victoriametrics":
@@ -207,6 +212,8 @@ def main():
         print("\n%-20s %-14s" % ("query", "mode") + "".join("%26s" % s[0] for s in systems))
         print("%-35s" % "" + "".join("%26s" % "p50 / p99 ms" for _ in systems))
         for qname, q in QUERIES:
+            if args.only and qname not in args.only:
+                continue
             for mname, rng in modes:
                 row = "%-20s %-14s" % (qname, mname)
                 for sname, base, extra, headers in systems:

@@ -213,22 +213,32 @@ extension Labels: Comparable {
     public static func compare(_ a: Labels, _ b: Labels) -> Int {
         a.bytes.withUnsafeBytes { x in
             b.bytes.withUnsafeBytes { y in
-                var i = 0, j = 0
-                while i < x.count && j < y.count {
-                    for _ in 0..<2 {  // name, then value
-                        let (la, ia) = uvarint(x, i)
-                        let (lb, jb) = uvarint(y, j)
-                        let c = compareBytes(
-                            UnsafeRawBufferPointer(rebasing: x[ia..<ia + la]),
-                            UnsafeRawBufferPointer(rebasing: y[jb..<jb + lb]))
-                        if c != 0 { return c }
-                        i = ia + la
-                        j = jb + lb
-                    }
+                // Series sorted for a query share most of their labels: find the first byte that
+                // differs, a word at a time. The fields (length-prefixed names and values) that
+                // end before it are equal and lie at the same offsets in both.
+                let n = Swift.min(x.count, y.count)
+                var d = 0
+                while d + 8 <= n, x.loadUnaligned(fromByteOffset: d, as: UInt64.self) == y.loadUnaligned(fromByteOffset: d, as: UInt64.self) {
+                    d += 8
                 }
-                if i < x.count { return 1 }
-                if j < y.count { return -1 }
-                return 0
+                while d < n, x[d] == y[d] { d += 1 }
+                if d == x.count && d == y.count { return 0 }
+                var i = 0
+                while i < n {
+                    let (la, ia) = uvarint(x, i)
+                    if ia + la <= d {
+                        i = ia + la
+                        continue
+                    }
+                    // The first field that differs decides, by its bytes (a name against a name,
+                    // a value against a value: every field before it was equal).
+                    let (lb, ib) = uvarint(y, i)
+                    return compareBytes(
+                        UnsafeRawBufferPointer(rebasing: x[ia..<ia + la]),
+                        UnsafeRawBufferPointer(rebasing: y[ib..<ib + lb]))
+                }
+                // Equal up to the end of the shorter set: fewer labels first.
+                return x.count < y.count ? -1 : 1
             }
         }
     }
@@ -238,8 +248,16 @@ extension Labels: Comparable {
 @inlinable
 public func compareBytes(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Int {
     let n = Swift.min(a.count, b.count)
-    for k in 0..<n where a[k] != b[k] {
-        return a[k] < b[k] ? -1 : 1
+    var k = 0
+    while k + 8 <= n {
+        let wa = a.loadUnaligned(fromByteOffset: k, as: UInt64.self)
+        let wb = b.loadUnaligned(fromByteOffset: k, as: UInt64.self)
+        if wa != wb { return wa.bigEndian < wb.bigEndian ? -1 : 1 }  // byte order = numeric order big-endian
+        k += 8
+    }
+    while k < n {
+        if a[k] != b[k] { return a[k] < b[k] ? -1 : 1 }
+        k += 1
     }
     return a.count == b.count ? 0 : (a.count < b.count ? -1 : 1)
 }

@@ -150,6 +150,37 @@ import Testing
     }
 }
 
+@Suite struct LabelOrderTests {
+    /// `Labels.compare` (word-at-a-time skip of the common prefix) against the definition: pair by
+    /// pair, name then value, bytewise; a set that is a prefix of the other first.
+    @Test func compareMatchesPairwiseBytewiseOrder() {
+        var rng = SeededRandom(seed: 21)
+        let alphabet: [String] = ["", "a", "b", "ab", "node-0001.example.net:9100", "node-0002.example.net:9100", "é", "z\u{0}", String(repeating: "x", count: 130), String(repeating: "x", count: 129) + "y"]
+        func randomLabels() -> Labels {
+            var pairs: [String: String] = ["__name__": "node_cpu_seconds_total"]
+            for name in ["cpu", "instance", "job", "mode", "zone"] where rng.next() % 3 != 0 {
+                pairs[name] = alphabet[Int(rng.next() % UInt64(alphabet.count))]
+            }
+            return Labels(pairs.filter { !$0.value.isEmpty }.map { Label($0.key, $0.value) })
+        }
+        func reference(_ a: Labels, _ b: Labels) -> Int {
+            let x = a.array, y = b.array
+            for (p, q) in zip(x, y) {
+                for (u, v) in [(p.name, q.name), (p.value, q.value)] where u != v {
+                    return Array(u.utf8).lexicographicallyPrecedes(Array(v.utf8)) ? -1 : 1
+                }
+            }
+            return x.count == y.count ? 0 : (x.count < y.count ? -1 : 1)
+        }
+        for _ in 0..<20_000 {
+            let a = randomLabels(), b = randomLabels()
+            #expect(Labels.compare(a, b) == reference(a, b), "\(a) vs \(b)")
+            #expect(Labels.compare(b, a) == -reference(a, b))
+            #expect(Labels.compare(a, a) == 0)
+        }
+    }
+}
+
 @Suite struct FormattingTests {
     @Test(arguments: [
         (0.1, "0.1"), (1e-7, "0.0000001"), (1.5e20, "150000000000000000000"), (1e21, "1000000000000000000000"),

@@ -3,11 +3,35 @@ import Synchronization
 /// Prometheus's operational limits around query execution, with time as an input: at most
 /// `maxConcurrent` queries run at once (others wait their turn, first come first served), and
 /// each is canceled with reason `.timeout` once its timeout has elapsed on the given clock. The
-/// HTTP shell passes `ContinuousClock()`; tests pass a manual clock.
+/// HTTP shell passes `ContinuousClock()`; tests pass a manual clock. One limiter is meant to be
+/// used with one clock.
+///
+/// A query checks its own deadline at every cancellation check (`QueryCancellation`). A query
+/// suspended where it checks nothing (waiting for a peer) is canceled by the limiter's
+/// **watchdog**: one task that sleeps until the earliest deadline of the running queries and
+/// cancels the ones past it. It runs only while queries do, and is replaced when a query with an
+/// earlier deadline arrives. Queries thus cost a registration, not a timer task each (a child
+/// task and a clock sleep per query were a tenth of a small query's server time).
 public final class QueryLimiter: Sendable {
     /// Queries running at once. Default 20 (Prometheus `--query.max-concurrency`).
     public let maxConcurrent: Int
     private let slots: Semaphore
+
+    private struct Watched {
+        var passed: @Sendable () -> Bool
+        /// Time left until the deadline, on the query's clock (≤ 0 once passed).
+        var remaining: @Sendable () -> Duration
+        var cancellation: QueryCancellation
+    }
+    private struct WatchState {
+        var queries: [UInt64: Watched] = [:]
+        var nextID: UInt64 = 0
+        /// The watchdog, and the `remaining` of the query it sleeps for when it started sleeping.
+        var watchdog: Task<Void, Never>?
+        var watchdogGeneration: UInt64 = 0
+        var sleepingUntilRemaining: Duration?
+    }
+    private let watch = Mutex(WatchState())
 
     public init(maxConcurrent: Int = 20) {
         precondition(maxConcurrent > 0, "maxConcurrent must be positive")
@@ -29,31 +53,69 @@ public final class QueryLimiter: Sendable {
         defer { slots.release() }
         let deadline = clock.now.advanced(by: timeout)
         let cancellation = QueryCancellation(deadlinePassed: { clock.now >= deadline })
-        let outcome: Result<T, PromQLError> = await withTaskGroup(of: Void.self) { group in
-            group.addTask {
-                do {
-                    try await clock.sleep(for: timeout)
-                    cancellation.cancel(.timeout)
-                } catch {
-                    // Canceled because the query finished first.
-                }
+        let id = register(Watched(passed: { clock.now >= deadline }, remaining: { clock.now.duration(to: deadline) }, cancellation: cancellation), clock: clock)
+        defer { watch.withLock { _ = $0.queries.removeValue(forKey: id) } }
+        do {
+            return try await withTaskCancellationHandler {
+                try await body(cancellation)
+            } onCancel: {
+                cancellation.cancel(.canceled)
             }
-            let r: Result<T, PromQLError>
-            do {
-                r = .success(try await withTaskCancellationHandler {
-                    try await body(cancellation)
-                } onCancel: {
-                    cancellation.cancel(.canceled)
-                })
-            } catch let e as PromQLError {
-                r = .failure(e)
-            } catch {
-                r = .failure(.canceled)
-            }
-            group.cancelAll()
-            return r
+        } catch let e as PromQLError {
+            throw e
+        } catch {
+            throw .canceled
         }
-        return try outcome.get()
+    }
+
+    /// Adds a query to the watch list; starts a watchdog when none runs or when this query's
+    /// deadline may come before the watchdog wakes. The test compares this query's time left
+    /// with what the watchdog's had when it went to sleep: it never misses an earlier deadline
+    /// (time has only passed since), and with one timeout for all queries it never fires.
+    private func register<C: Clock>(_ w: Watched, clock: C) -> UInt64 where C.Duration == Duration {
+        watch.withLock { s in
+            s.nextID &+= 1
+            let id = s.nextID
+            s.queries[id] = w
+            let mine = w.remaining()
+            if s.watchdog == nil || (s.sleepingUntilRemaining.map { mine < $0 } ?? false) {
+                s.watchdog?.cancel()
+                s.watchdogGeneration &+= 1
+                let generation = s.watchdogGeneration
+                s.sleepingUntilRemaining = mine
+                s.watchdog = Task { [weak self] in await self?.watchdog(clock: clock, generation: generation) }
+            }
+            return id
+        }
+    }
+
+    private func watchdog<C: Clock>(clock: C, generation: UInt64) async where C.Duration == Duration {
+        while true {
+            // Cancel what is past its deadline; find how long until the next one.
+            let next: Duration? = watch.withLock { s in
+                guard s.watchdogGeneration == generation else { return nil }
+                var earliest: Duration?
+                for w in s.queries.values {
+                    if w.passed() {
+                        w.cancellation.cancel(.timeout)
+                        continue
+                    }
+                    let r = w.remaining()
+                    if earliest.map({ r < $0 }) ?? true { earliest = r }
+                }
+                if earliest == nil {
+                    s.watchdog = nil
+                    s.sleepingUntilRemaining = nil
+                }
+                return earliest
+            }
+            guard let next else { return }
+            do {
+                try await clock.sleep(for: next)
+            } catch {
+                return  // replaced by a watchdog for an earlier deadline
+            }
+        }
     }
 }
 

@@ -218,6 +218,39 @@ final class CountingSeriesSet: SeriesSet, @unchecked Sendable {
         #expect(v.first?.value == 100_000)
     }
 
+    /// One watchdog sleeps for all running queries: until the earliest deadline, replaced when a
+    /// query with an earlier one starts, gone when no query runs.
+    @Test func limiterWatchdogFollowsTheEarliestDeadline() async throws {
+        let clock = ManualTestClock()
+        let limiter = QueryLimiter(maxConcurrent: 2)
+        let untilCanceled: @Sendable (QueryCancellation) async throws(PromQLError) -> Int = { cancel throws(PromQLError) in
+            while true {
+                if let r = cancel.reason { throw r == .timeout ? PromQLError.timeout : .canceled }
+                await Task.yield()
+            }
+        }
+        func waitFor(_ what: String, _ condition: () -> Bool) async throws {
+            for _ in 0..<100_000 where !condition() { await Task.yield() }
+            try #require(condition(), "\(what)")
+        }
+        let long = Task { () async -> PromQLError? in
+            do throws(PromQLError) { _ = try await limiter.run(timeout: .seconds(100), clock: clock, untilCanceled) } catch { return error }
+            return nil
+        }
+        try await waitFor("a watchdog sleeping until 100 s") { clock.sleeperDeadlines == [.seconds(100)] }
+        let short = Task { () async -> PromQLError? in
+            do throws(PromQLError) { _ = try await limiter.run(timeout: .seconds(5), clock: clock, untilCanceled) } catch { return error }
+            return nil
+        }
+        try await waitFor("a watchdog sleeping until 5 s instead") { clock.sleeperDeadlines == [.seconds(5)] }
+        await clock.advanceIfWaiting(by: .seconds(6))
+        #expect(await short.value == PromQLError.timeout)
+        try await waitFor("the watchdog sleeping until 100 s again") { clock.sleeperDeadlines == [.seconds(100)] }
+        await clock.advanceIfWaiting(by: .seconds(100))
+        #expect(await long.value == PromQLError.timeout)
+        try await waitFor("no watchdog once no query runs") { clock.sleeperDeadlines.isEmpty }
+    }
+
     @Test func limiterTimesOutOnTheInjectedClock() async throws {
         let clock = ManualTestClock()
         let limiter = QueryLimiter(maxConcurrent: 1)
@@ -286,6 +319,9 @@ final class ManualTestClock: Clock, Sendable {
             c?.resume(throwing: CancellationError())
         }
     }
+
+    /// The deadlines tasks sleep until, as offsets from the clock's start.
+    var sleeperDeadlines: [Duration] { state.withLock { $0.sleepers.map(\.deadline.offset) } }
 
     /// Waits (yielding) until some task sleeps on this clock, then advances it.
     func advanceWhenWaiting(by d: Duration) async {

@@ -53,15 +53,18 @@ extension KVIterator {
     /// Moves to the first key ≥ `target`, like `seek`, but by up to `steps` calls of `next` when
     /// the iterator stands just before it: reads that visit keys in order (series in ID order)
     /// then cost a step within a data block instead of a seek through every level.
-    public func advance(to target: [UInt8], steps: Int = 8) {
+    /// Returns true when it got there by steps, false when it sought.
+    @discardableResult
+    public func advance(to target: [UInt8], steps: Int = 8) -> Bool {
         if isValid, target.withUnsafeBytes({ t in withKey { compareBytes($0, t) < 0 } }) {
             for _ in 0..<steps {
                 next()
-                guard isValid else { return }  // nothing at or after target
-                if target.withUnsafeBytes({ t in withKey { compareBytes($0, t) >= 0 } }) { return }
+                guard isValid else { return true }  // nothing at or after target
+                if target.withUnsafeBytes({ t in withKey { compareBytes($0, t) >= 0 } }) { return true }
             }
         }
         seek(target)
+        return false
     }
 }
 

@@ -24,7 +24,7 @@ public final class TimeSeriesDB: Querier, Sendable {
     /// The key-value store under this database, for stores that share it in their own keyspace
     /// prefix (the hint store, `0x09`).
     public var keyValueStore: any KeyValueStore { store }
-    let head: Mutex<HeadState>
+    let head: BlockingMutex<HeadState>
     /// Label sets of series read from the store by queries.
     let storedLabels: Mutex<StoredLabelsCache>
     /// What replaying the WAL did when this instance opened.
@@ -45,7 +45,7 @@ public final class TimeSeriesDB: Querier, Sendable {
         // Replay runs on a local state, which then becomes the head.
         try Self.replay(store: store, options: options, state: &state, report: &report)
         self.recovery = report
-        self.head = Mutex(state)
+        self.head = BlockingMutex(state)
         self.storedLabels = Mutex(StoredLabelsCache(capacity: options.storedLabelsCacheEntries))
         // Make the replayed state durable and clear the WAL so the next start is fast.
         try checkpoint(nowMs: nowMs)

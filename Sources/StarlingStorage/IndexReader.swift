@@ -141,14 +141,9 @@ struct IndexReader {
         func check() throws { for it in its { try it.checkError() } }
         /// Moves list `i` to its first ID ≥ `target`; false when the list has none.
         func advance(_ i: Int, to target: UInt64) -> Bool {
-            for _ in 0..<Self.leapfrogStepsBeforeSeek {
-                its[i].next()
-                guard its[i].isValid else { return false }
-                if current(i) >= target { return true }
-            }
             var key = prefixes[i]
             for shift in stride(from: 56, through: 0, by: -8) { key.append(UInt8(truncatingIfNeeded: target >> UInt64(shift))) }
-            its[i].seek(key)
+            its[i].advance(to: key, steps: Self.leapfrogStepsBeforeSeek)
             return its[i].isValid
         }
         var target: UInt64 = 0

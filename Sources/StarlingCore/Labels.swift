@@ -84,6 +84,32 @@ public struct Labels: Sendable {
 
     public var isEmpty: Bool { bytes.isEmpty }
 
+    /// Without the label `name`: its pair cut out of the canonical bytes with two copies, or
+    /// `self` when there is none (PromQL drops `__name__` from every series a function returns).
+    public func removingLabel(named name: String) -> Labels {
+        var name = name
+        let cut: Range<Int>? = name.withUTF8 { want in
+            bytes.withUnsafeBytes { buf in
+                var i = 0
+                while i < buf.count {
+                    let (nl, a) = Self.uvarint(buf, i)
+                    let (vl, b) = Self.uvarint(buf, a + nl)
+                    if nl == want.count, compareBytes(UnsafeRawBufferPointer(rebasing: buf[a..<a + nl]), UnsafeRawBufferPointer(want)) == 0 {
+                        return i..<(b + vl)
+                    }
+                    i = b + vl
+                }
+                return nil
+            }
+        }
+        guard let cut else { return self }
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count - cut.count)
+        out.append(contentsOf: bytes[..<cut.lowerBound])
+        out.append(contentsOf: bytes[cut.upperBound...])
+        return Labels(canonicalBytes: out)
+    }
+
     /// Calls `body` with each label's raw name and value bytes, in order.
     @inlinable
     public func forEachRaw(_ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Void) rethrows {

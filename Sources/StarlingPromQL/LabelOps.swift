@@ -29,13 +29,13 @@ struct LabelNameSet: Sendable {
     }
 }
 
-private let metricNameBytes = Array(metricNameLabel.utf8)
 
 extension Labels {
     /// The labels for which `keep(name)` holds, in order.
     @inline(__always)
     func filteredByName(_ keep: (UnsafeRawBufferPointer) -> Bool) -> Labels {
         var out: [UInt8] = []
+        out.reserveCapacity(bytes.count)
         var dropped = false
         forEachRaw { n, v in
             if keep(n) {
@@ -50,7 +50,7 @@ extension Labels {
 
     /// Without `__name__` (Prometheus's `dropMetricName`).
     var withoutMetricName: Labels {
-        filteredByName { !$0.elementsEqual(metricNameBytes) }
+        removingLabel(named: metricNameLabel)
     }
 
     func keeping(_ names: LabelNameSet) -> Labels {

@@ -181,6 +181,20 @@ import Testing
     }
 }
 
+@Suite struct RemovingLabelTests {
+    @Test func cutsOutOnePairOrReturnsTheSameSet() {
+        let l = Labels([Label("__name__", "up"), Label("a", "1"), Label("job", "x")])
+        #expect(l.removingLabel(named: "__name__") == Labels([Label("a", "1"), Label("job", "x")]))
+        #expect(l.removingLabel(named: "a") == Labels([Label("__name__", "up"), Label("job", "x")]))
+        #expect(l.removingLabel(named: "job") == Labels([Label("__name__", "up"), Label("a", "1")]))
+        #expect(l.removingLabel(named: "jo") == l)
+        #expect(l.removingLabel(named: "up") == l, "values are not names")
+        #expect(Labels.empty.removingLabel(named: "a") == .empty)
+        let long = Labels([Label(String(repeating: "n", count: 200), String(repeating: "v", count: 300)), Label("z", "1")])
+        #expect(long.removingLabel(named: String(repeating: "n", count: 200)) == Labels([Label("z", "1")]))
+    }
+}
+
 @Suite struct FormattingTests {
     @Test(arguments: [
         (0.1, "0.1"), (1e-7, "0.0000001"), (1.5e20, "150000000000000000000"), (1e21, "1000000000000000000000"),

@@ -128,7 +128,7 @@ struct RuleRoutes: Sendable {
             var r: [String: Any] = [
                 "name": rule.name, "query": rule.expr, "health": h.status.rawValue, "lastError": h.lastError ?? "",
                 "evaluationTime": h.evaluationSeconds,
-                "lastEvaluation": h.lastEvaluationMs.map(rfc3339) ?? "0001-01-01T00:00:00Z",
+                "lastEvaluation": h.lastEvaluationMs.map { rfc3339(ms: $0) } ?? "0001-01-01T00:00:00Z",
             ]
             switch rule {
             case .recording(let rec):
@@ -150,7 +150,7 @@ struct RuleRoutes: Sendable {
             "key": spec.key, "name": spec.name, "file": spec.source, "rules": rules,
             "interval": Double(spec.intervalMs ?? defaultIntervalMs) / 1000, "limit": spec.limit,
             "evaluationTime": state.lastEvaluationSeconds,
-            "lastEvaluation": state.lastEvaluationMs.map(rfc3339) ?? "0001-01-01T00:00:00Z",
+            "lastEvaluation": state.lastEvaluationMs.map { rfc3339(ms: $0) } ?? "0001-01-01T00:00:00Z",
         ]
     }
 

@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import NIOCore
+import StarlingCore
 
 /// `/api/v1/admin/tokens`: create (the secret is returned once), list, revoke. Admin role only.
 public struct AdminRoutes: Sendable {
@@ -92,18 +93,14 @@ public struct AdminRoutes: Sendable {
         w.field("id", r.id)
         w.field("name", r.name)
         w.field("role", r.role.rawValue)
-        w.field("createdAt", rfc3339(r.createdAtMs))
-        if let rev = r.revokedAtMs { w.field("revokedAt", rfc3339(rev)) }
+        w.field("createdAt", rfc3339(ms: r.createdAtMs, fraction: .none))
+        if let rev = r.revokedAtMs { w.field("revokedAt", rfc3339(ms: rev, fraction: .none)) }
         w.key("labels")
         w.beginObject()
         for (k, v) in r.labels.sorted(by: { $0.key < $1.key }) { w.field(k, v) }
         w.endObject()
         if let token { w.field("token", token) }
         w.endObject()
-    }
-
-    static func rfc3339(_ ms: Int64) -> String {
-        Date(timeIntervalSince1970: Double(ms) / 1000).formatted(.iso8601)
     }
 
     static func json(_ status: HTTPResponse.Status, _ w: JSONWriter) -> Response {

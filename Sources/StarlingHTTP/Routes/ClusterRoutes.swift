@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import NIOCore
+import StarlingCore
 import StarlingMembership
 
 /// What the cluster routes need from the membership layer. The node implements it over the
@@ -78,7 +79,7 @@ public struct ClusterRoutes: Sendable {
                 w.field("peer_address", m.metadata.peerAddress)
                 w.field("zone", m.metadata.zone)
                 w.field("version", m.metadata.version)
-                w.field("last_change", Self.rfc3339(ms: changedMs))
+                w.field("last_change", rfc3339(ms: changedMs, fraction: .milliseconds))
                 w.field("last_change_ms", changedMs)
             }
         }
@@ -86,19 +87,5 @@ public struct ClusterRoutes: Sendable {
         w.endObject()
         w.endObject()
         return w.bytes
-    }
-
-    /// `2026-11-25T02:10:58.123Z`.
-    static func rfc3339(ms: Int64) -> String {
-        var t = time_t(ms / 1_000)
-        var parts = tm()
-        gmtime_r(&t, &parts)
-        let millis = Int((ms % 1_000 + 1_000) % 1_000)
-        func pad(_ v: Int32, _ width: Int) -> String {
-            let s = String(v)
-            return String(repeating: "0", count: max(0, width - s.count)) + s
-        }
-        return "\(pad(parts.tm_year + 1900, 4))-\(pad(parts.tm_mon + 1, 2))-\(pad(parts.tm_mday, 2))T"
-            + "\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2)).\(pad(Int32(millis), 3))Z"
     }
 }

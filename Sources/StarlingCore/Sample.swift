@@ -44,8 +44,7 @@ public func appendSampleValue(_ v: Double, to out: inout [UInt8]) {
         // Integral values print without a fraction or exponent.
         return out.appendDecimal(Int64(v))
     }
-    if v == .infinity { return out.append(contentsOf: "+Inf".utf8) }
-    ShortestDecimal.append(v, to: &out)
+    ShortestDecimal.append(v, to: &out)  // also NaN and ±Inf
 }
 
 /// Time helpers. Pure code never reads a clock: `now` is always passed in.

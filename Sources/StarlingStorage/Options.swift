@@ -1,7 +1,8 @@
 import StarlingCore
 
 extension TimeSeriesDB {
-    /// Storage settings. Each is also a node config key (docs/configuration.md).
+    /// Storage settings. Those an operator tunes are node config keys (docs/configuration.md),
+    /// named in their comments; the rest are fixed by the format or by tests.
     public struct Options: Sendable {
         /// Series → shard mapping; fixed when the data directory is created. Opening a directory
         /// created with another shard count fails rather than silently re-sharding.
@@ -32,10 +33,13 @@ extension TimeSeriesDB {
         public var compactionBatch = 2_000
         /// Label sets of series outside the head that queries keep in memory
         /// (`StoredLabelsCache`; up to twice this many are held, ~200 bytes each). 0 disables it.
+        /// Node key `storage.labels_cache_entries`.
         public var storedLabelsCacheEntries = 100_000
         /// Encoded chunk bytes a selection reads ahead in key order before returning its first
-        /// series (`LocalSeriesSet`); 0 reads each series when its turn comes.
-        public var queryReadAheadBytes = 32 << 20
+        /// series (`LocalSeriesSet`); 0 reads each series when its turn comes. Held per running
+        /// selection, so it bounds memory together with the query concurrency: 8 MiB covers the
+        /// chunks of tens of thousands of series over an hour. Node key `storage.query_read_ahead`.
+        public var queryReadAheadBytes = 8 << 20
 
         public init() {}
     }

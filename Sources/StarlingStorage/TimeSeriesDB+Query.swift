@@ -187,6 +187,7 @@ final class LocalSeriesSet: SeriesSet, @unchecked Sendable {
     private var iterator = ChunkIteratorCache()
     /// Chunks of `items[i]`, read ahead; nil where not read yet.
     private var prefetched: [[EncodedChunk]?] = []
+    private var readAhead = false
     private(set) var warnings: [String] = []
 
     init(db: TimeSeriesDB, items: [(SeriesID, Labels)], startMs: Int64, endMs: Int64, limit: Int?) {
@@ -219,7 +220,10 @@ final class LocalSeriesSet: SeriesSet, @unchecked Sendable {
     }
 
     func next() async throws -> SeriesChunks? {
-        if index == 0 && returned == 0 && prefetched.isEmpty { try prefetch() }
+        if !readAhead {
+            readAhead = true
+            try prefetch()
+        }
         while index < items.count {
             try Task.checkCancellation()
             let (id, labels) = items[index]
@@ -260,6 +264,14 @@ struct ChunkIteratorCache {
     private var stepped = 0
     private var sought = 0
     private var advances = 0
+    private var perBlock: [(block: Int32, iterator: any KVIterator)] = []
+    private var shared: (any KVIterator)? = nil
+
+    init(chunkMoves: UInt64 = 0) {
+        self.chunkMoves = chunkMoves
+    }
+
+    /// Steps the next advance may take before it seeks.
     var steps: Int { sought > stepped && advances % 8 != 0 ? 1 : 8 }
 
     mutating func record(steps: Int, steppedThere: Bool) {
@@ -270,12 +282,6 @@ struct ChunkIteratorCache {
             stepped /= 2
             sought /= 2
         }
-    }
-    private var perBlock: [(block: Int32, iterator: any KVIterator)] = []
-    private var shared: (any KVIterator)? = nil
-
-    init(chunkMoves: UInt64 = 0) {
-        self.chunkMoves = chunkMoves
     }
 
     mutating func iterator(forBlock b: Int32, store: any KeyValueStore) throws -> any KVIterator {

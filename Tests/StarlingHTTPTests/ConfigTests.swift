@@ -108,6 +108,26 @@ import Testing
         #expect(throws: ConfigError.self) { try load(configFile: "/nonexistent/starling.yaml") }
     }
 
+    /// The query read-ahead and the stored-labels cache: defaults, 0 to turn them off, and a
+    /// clear error for a value that is not a size or a count.
+    @Test func queryMemoryKnobs() throws {
+        let d = try load().config
+        #expect(d.queryReadAheadBytes == 8 << 20)
+        #expect(d.storedLabelsCacheEntries == 100_000)
+        let off = try load(env: ["STARLING_STORAGE_QUERY_READ_AHEAD": "0", "STARLING_STORAGE_LABELS_CACHE_ENTRIES": "0"]).config
+        #expect(off.queryReadAheadBytes == 0)
+        #expect(off.storedLabelsCacheEntries == 0)
+        #expect(try load(yaml: "storage:\n  query_read_ahead: 64MiB\n").config.queryReadAheadBytes == 64 << 20)
+        do {
+            _ = try load(yaml: "storage:\n  query_read_ahead: lots\n")
+            Issue.record("bad size accepted")
+        } catch let e as ConfigError {
+            #expect(e.message.contains("storage.query_read_ahead"))
+            #expect(e.message.contains("byte size"))
+        }
+        #expect(throws: ConfigError.self) { try load(env: ["STARLING_STORAGE_LABELS_CACHE_ENTRIES": "-5"]) }
+    }
+
     func load(configFile: String) throws -> ConfigLoader.Result {
         try ConfigLoader.load(configFile: configFile, environment: [:], flags: [])
     }

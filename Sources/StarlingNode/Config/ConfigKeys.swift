@@ -419,6 +419,12 @@ extension ConfigKey {
         ConfigKey("storage.maintenance_interval", default: "10s",
                   "Period of storage maintenance (WAL checkpoint, compaction, retention).",
                   apply: duration(\.maintenanceInterval, min: .seconds(1)), show: { .scalar(ConfigSyntax.format($0.maintenanceInterval)) }),
+        ConfigKey("storage.query_read_ahead", default: "8MiB",
+                  "Encoded chunk bytes one query selection reads ahead in storage order before returning its first series (saves a seek per series); at most this much per running query, times query.max_concurrency. 0: read each series in its turn.",
+                  apply: byteSize(\.queryReadAheadBytes, min: 0), show: { .scalar(ConfigSyntax.formatBytes($0.queryReadAheadBytes)) }),
+        ConfigKey("storage.labels_cache_entries", default: "100000",
+                  "Label sets of series no longer in memory that queries keep cached (two generations of this many, ~200 bytes each); saves a lookup per series and query. 0 disables it.",
+                  apply: positiveInt(\.storedLabelsCacheEntries, 0...100_000_000), show: { .scalar(String($0.storedLabelsCacheEntries)) }),
 
         ConfigKey("ingest.max_labels_per_series", default: "30",
                   "Most labels (including __name__ and enrichment labels) one series may carry; offending series are rejected (reason too_many_labels).",

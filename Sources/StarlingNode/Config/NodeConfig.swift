@@ -134,6 +134,10 @@ public struct NodeConfig: Sendable, Equatable {
     public var shardCount: Int = ShardLayout.defaultShardCount
     /// How often storage maintenance runs (WAL checkpoint, compaction, retention). Default 10s.
     public var maintenanceInterval: Duration = .seconds(10)
+    /// `storage.query_read_ahead`: encoded chunk bytes one selection reads ahead in key order.
+    public var queryReadAheadBytes: Int = 8 << 20
+    /// `storage.labels_cache_entries`: label sets of series outside the head kept for queries.
+    public var storedLabelsCacheEntries: Int = 100_000
 
     // MARK: ingest limits (per request; each rejection is counted by reason)
     /// Most labels (including `__name__` and enrichment labels) one series may have. Default 30.

@@ -47,6 +47,8 @@ public final class StorageService: Service, Sendable {
         o.shardLayout = ShardLayout(shardCount: config.shardCount)
         o.retentionMs = config.retention.milliseconds
         o.maxSeries = config.maxSeries
+        o.queryReadAheadBytes = config.queryReadAheadBytes
+        o.storedLabelsCacheEntries = config.storedLabelsCacheEntries
         return o
     }
 

@@ -32,7 +32,7 @@ import Testing
     /// `advance(to:)` lands where `seek` lands, from any position: before the target (steps or
     /// a seek), past it (must seek back), or exhausted.
     @Test func advanceLandsWhereSeekLands() throws {
-        var kv = MemoryKV()
+        let kv = MemoryKV()
         var rng = SeededRandom(seed: 9)
         var batch = KVWriteBatch()
         for _ in 0..<300 {

@@ -165,7 +165,7 @@ public final class ClusterWriter: Sendable {
             report.forwardedSamples += write.sampleCount
             guard snapshot.isReachable(node) else {
                 let why = "node \(node) is \(snapshot.members[node]?.liveness.description ?? "unknown")"
-                keepHint(node, write)
+                await keepHint(node, write)
                 counters.withLock { $0.replicaUnreachable += 1 }
                 sink.yield(ReplicaOutcome(node: node, acked: [], failed: shards.map(\.shard), reason: why))
                 continue
@@ -224,7 +224,7 @@ public final class ClusterWriter: Sendable {
             let failed = shards.filter { !okShards.contains($0) }
             if !failed.isEmpty {
                 let statuses = ack.results.filter { $0.status != .ok }.map { "shard \($0.shard) \($0.status)" }
-                keepHint(node, WriteMessage(shards: write.shards.filter { failed.contains($0.shard) }))
+                await keepHint(node, WriteMessage(shards: write.shards.filter { failed.contains($0.shard) }))
                 counters.withLock { $0.replicaErrors += 1 }
                 return ReplicaOutcome(node: node, acked: shards.filter { okShards.contains($0) }, failed: failed,
                                       reason: statuses.isEmpty ? "no result" : statuses.joined(separator: ", "))
@@ -232,15 +232,24 @@ public final class ClusterWriter: Sendable {
             counters.withLock { $0.replicaOK += 1 }
             return ReplicaOutcome(node: node, acked: shards, failed: [], reason: nil)
         } catch {
-            keepHint(node, write)
+            await keepHint(node, write)
             counters.withLock { $0.replicaErrors += 1 }
             return ReplicaOutcome(node: node, acked: [], failed: shards, reason: "\(error)")
         }
     }
 
-    private func keepHint(_ node: String, _ write: WriteMessage) {
+    /// Stores a hint on the blocking pool: the hint store writes to RocksDB, and a write request
+    /// runs on its connection's event loop.
+    private func keepHint(_ node: String, _ write: WriteMessage) async {
         guard let hints else { return }
-        if hints.storeHint(target: node, write: write, nowMs: nowMs()) == nil {
+        let now = nowMs()
+        let refusal: String?
+        do {
+            refusal = try await local.runner.run { hints.storeHint(target: node, write: write, nowMs: now) }
+        } catch {
+            refusal = "\(error)"
+        }
+        if refusal == nil {
             let n = write.sampleCount
             counters.withLock {
                 $0.hintsStored += 1

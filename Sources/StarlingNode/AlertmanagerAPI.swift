@@ -278,6 +278,7 @@ struct AlertmanagerRoutes: Sendable {
 
     func routes() -> RouteCollection<StarlingRequestContext> {
         let r = RouteCollection(context: StarlingRequestContext.self)
+            .add(middleware: OffEventLoopMiddleware())
         let read = r.group("api/v2").add(middleware: RequirePermission(.read, metrics: metrics))
         let write = r.group("api/v2").add(middleware: RequirePermission(.write, metrics: metrics))
         read.get("alerts") { request, _ in
@@ -553,6 +554,7 @@ struct IncidentRoutes: Sendable {
 
     func routes() -> RouteCollection<StarlingRequestContext> {
         let r = RouteCollection(context: StarlingRequestContext.self)
+            .add(middleware: OffEventLoopMiddleware())
         r.group("api/v1/incidents").add(middleware: RequirePermission(.read, metrics: metrics)).get { request, _ in
             let all = request.uri.queryParameters.get("state") == "all"
             let (status, body) = await alertmanager.call(["op": "list_incidents", "all": all])
@@ -588,6 +590,7 @@ struct MaintenanceWindowRoutes: Sendable {
 
     func routes() -> RouteCollection<StarlingRequestContext> {
         let r = RouteCollection(context: StarlingRequestContext.self)
+            .add(middleware: OffEventLoopMiddleware())
         r.group("api/v1/maintenance-windows").add(middleware: RequirePermission(.read, metrics: metrics)).get { _, _ in
             let now = nowMs()
             let list: [[String: Any]] = windows.map { w in

@@ -17,6 +17,7 @@ struct RuleConfigRoutes: Sendable {
 
     func routes() -> RouteCollection<StarlingRequestContext> {
         let r = RouteCollection(context: StarlingRequestContext.self)
+            .add(middleware: OffEventLoopMiddleware())
         let read = r.group("config/v1/rules").add(middleware: RequirePermission(.read, metrics: metrics))
         let admin = r.group("config/v1/rules").add(middleware: RequirePermission(.admin, metrics: metrics))
         read.get { _, _ in

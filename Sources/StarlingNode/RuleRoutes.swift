@@ -20,6 +20,7 @@ struct RuleRoutes: Sendable {
 
     func routes() -> RouteCollection<StarlingRequestContext> {
         let r = RouteCollection(context: StarlingRequestContext.self)
+            .add(middleware: OffEventLoopMiddleware())
             .add(middleware: RequirePermission(.read, metrics: metrics))
         r.get("api/v1/rules") { request, _ in
             let type: String? = request.uri.queryParameters.get("type").map { String($0) }

@@ -425,7 +425,9 @@ public struct StarlingNode: Sendable {
         let features: [RouteCollection<StarlingRequestContext>] = [
             HealthRoutes(readiness: readiness, metrics: metrics, beforeScrape: {
                 await storage.refreshGauges()
-                clusterMetrics.refresh()
+                // Reads the hint store's counters, whose lock a RocksDB write may hold: off the
+                // event loop.
+                _ = try? await executor.run { clusterMetrics.refresh() }
             }).routes(),
             AdminRoutes(authority: authority, metrics: metrics, executor: executor, nowMs: Self.wallClockMs).routes(),
             StorageAdminRoutes(database: { try storage.database() }, metrics: metrics, executor: executor, nowMs: Self.wallClockMs).routes(),
@@ -456,6 +458,7 @@ public struct StarlingNode: Sendable {
         let listen = config.httpListen
         let app = Application(
             router: router,
+            server: .http1OnEventLoop(),
             configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: "starling"),
             onServerRunning: { channel in
                 let addr = channel.localAddress

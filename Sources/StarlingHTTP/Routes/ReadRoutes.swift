@@ -23,6 +23,7 @@ public struct ReadRoutes: Sendable {
 
     public func routes() -> RouteCollection<StarlingRequestContext> {
         let r = RouteCollection(context: StarlingRequestContext.self)
+            .add(middleware: OffEventLoopMiddleware())
             .add(middleware: RequirePermission(.read, metrics: metrics))
         for method in [HTTPRequest.Method.get, .post] {
             r.on("api/v1/series", method: method) { request, _ in

@@ -133,10 +133,7 @@ public struct ClusterPeerHandler: Sendable {
 
     /// Appends a former owner's chunks (duplicates dropped) and acknowledges the shard.
     func applyPush(_ m: PushChunksMessage) async throws -> Reply {
-        let db = try local.database()
-        let series = m.series
-        let now = nowMs()
-        let report = try await local.runner.run { try db.append(chunks: series, nowMs: now) }
+        let report = try await local.append(chunks: m.series, nowMs: nowMs())
         let result = ShardWriteResult(shard: m.shard, status: .ok, appended: UInt64(report.accepted), dropped: UInt64(report.duplicates))
         return (.writeAck, WriteAckMessage(results: [result]).encoded())
     }

@@ -4,19 +4,30 @@ import StarlingPlacement
 import StarlingStorage
 import Synchronization
 
-/// This node's own store as a replica: appends run on the blocking pool.
+/// This node's own store as a replica. Appends run on `appendRunner`: one thread, so that
+/// concurrent writes queue there instead of parking the blocking pool's threads on the store's
+/// head lock (which serialises appends anyway) while other requests wait to be decoded or read.
+/// Everything else blocking (digests, reads, peer queries) runs on `runner`.
 public struct LocalReplica: Sendable {
     public let database: @Sendable () throws -> TimeSeriesDB
     public let runner: any BlockingRunner
+    public let appendRunner: any BlockingRunner
 
-    public init(database: @escaping @Sendable () throws -> TimeSeriesDB, runner: any BlockingRunner) {
+    public init(database: @escaping @Sendable () throws -> TimeSeriesDB, runner: any BlockingRunner, appendRunner: (any BlockingRunner)? = nil) {
         self.database = database
         self.runner = runner
+        self.appendRunner = appendRunner ?? runner
     }
 
     public func append(_ series: [SeriesSamples], nowMs: Int64) async throws -> AppendReport {
         let db = try database()
-        return try await runner.run { try db.append(series, nowMs: nowMs) }
+        return try await appendRunner.run { try db.append(series, nowMs: nowMs) }
+    }
+
+    /// Stores whole chunks (repair, handover); see `TimeSeriesDB.append(chunks:nowMs:)`.
+    public func append(chunks: [SeriesChunks], nowMs: Int64) async throws -> AppendReport {
+        let db = try database()
+        return try await appendRunner.run { try db.append(chunks: chunks, nowMs: nowMs) }
     }
 }
 

@@ -134,9 +134,7 @@ public final class ReadRepair: Sendable {
         do {
             let appended: Int
             if node == localNodeID {
-                let db = try local.database()
-                let now = nowMs()
-                appended = try await local.runner.run { try db.append(chunks: series, nowMs: now).accepted }
+                appended = try await local.append(chunks: series, nowMs: nowMs()).accepted
             } else {
                 let ack = try await transport.call(node, PushChunksMessage(shard: shard, series: series), timeoutMs: settings.timeoutMs,
                                                    expecting: WriteAckMessage.self)

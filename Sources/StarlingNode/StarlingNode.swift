@@ -208,18 +208,24 @@ public struct StarlingNode: Sendable {
         // Blocking storage work runs here: 2 threads match the 2-core target machine; the storage
         // engine serialises what must be serial itself.
         let pool = NIOThreadPool(numberOfThreads: max(2, System.coreCount))
+        // Appends to this node's store run on one thread of their own (see `LocalReplica`).
+        let appendPool = NIOThreadPool(numberOfThreads: 1)
         pool.start()
+        appendPool.start()
         do {
-            try await runServices(config: config, nodeID: nodeID, isNew: idOrigin == .generated, adminToken: adminToken, pool: pool)
+            try await runServices(config: config, nodeID: nodeID, isNew: idOrigin == .generated, adminToken: adminToken,
+                                  pool: pool, appendPool: appendPool)
         } catch {
+            try? await appendPool.shutdownGracefully()
             try? await pool.shutdownGracefully()
             throw error
         }
+        try await appendPool.shutdownGracefully()
         try await pool.shutdownGracefully()
         logger.info("starling stopped")
     }
 
-    private func runServices(config: NodeConfig, nodeID: NodeID, isNew: Bool, adminToken: String, pool: NIOThreadPool) async throws {
+    private func runServices(config: NodeConfig, nodeID: NodeID, isNew: Bool, adminToken: String, pool: NIOThreadPool, appendPool: NIOThreadPool) async throws {
         let logger = self.logger
         let metrics = StarlingMetrics(registry: NodeMetricsBootstrap.registry)
         NodeMetricsBootstrap.buildInfo(metrics)
@@ -227,6 +233,7 @@ public struct StarlingNode: Sendable {
         readiness.setPending("storage", reason: "recovering")
         let authority = TokenAuthority(bootstrapAdminToken: adminToken)
         let executor = BlockingExecutor(pool: pool)
+        let appendExecutor = BlockingExecutor(pool: appendPool)
 
         let storage = StorageService(config: config, metrics: metrics, readiness: readiness, authority: authority, executor: executor, logger: logger, nowMs: Self.wallClockMs)
         let maintenance = MaintenanceService(storage: storage, interval: config.maintenanceInterval, metrics: metrics, executor: executor, logger: logger, nowMs: Self.wallClockMs)
@@ -259,7 +266,7 @@ public struct StarlingNode: Sendable {
             layout: ShardLayout(shardCount: config.shardCount), placement: placementSettings,
             removal: MemberRemoval(removalTimeoutMs: config.removalTimeout.milliseconds)),
             restored: isNew ? ShardSet() : nil)
-        let localReplica = LocalReplica(database: { try storage.database() }, runner: executor)
+        let localReplica = LocalReplica(database: { try storage.database() }, runner: executor, appendRunner: appendExecutor)
         let agreement = PlacementAgreement()
         let peerHandler = ClusterPeerHandler(local: localReplica, sync: topology.sync, placementVersion: { topology.current.placement.version },
                                              agreement: agreement, nowMs: Self.wallClockMs, logger: logger)

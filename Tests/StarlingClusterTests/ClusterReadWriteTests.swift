@@ -271,3 +271,36 @@ func eventually(_ condition: @Sendable () throws -> Bool) async throws {
         try await Task.sleep(for: .milliseconds(5))
     }
 }
+
+/// Counts the calls a `LocalReplica` hands it; runs them inline.
+final class CountingRunner: BlockingRunner {
+    let calls = Mutex(0)
+    func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        calls.withLock { $0 += 1 }
+        return try body()
+    }
+    func runAsync<T: Sendable>(_ body: () async throws -> T) async throws -> T {
+        calls.withLock { $0 += 1 }
+        return try await body()
+    }
+}
+
+@Suite struct LocalReplicaRunnerTests {
+    /// Appends (samples and chunks) go to the append runner; other blocking work does not.
+    @Test func appendsRunOnTheAppendRunner() async throws {
+        let db = try TimeSeriesDB(store: MemoryKV(), options: TimeSeriesDB.Options(), nowMs: 1_700_000_000_000)
+        let general = CountingRunner(), appends = CountingRunner()
+        let local = LocalReplica(database: { db }, runner: general, appendRunner: appends)
+        let labels = Labels([Label("__name__", "up"), Label("job", "a")])
+        let report = try await local.append([SeriesSamples(labels: labels, samples: [Sample(1_700_000_000_000, 1)])], nowMs: 1_700_000_000_000)
+        #expect(report.accepted == 1)
+        let chunk = ChunkEncoder.encode([Sample(1_699_999_990_000, 2)], maxSamplesPerChunk: 120)
+        _ = try await local.append(chunks: [SeriesChunks(labels: labels, chunks: chunk)], nowMs: 1_700_000_000_000)
+        #expect(appends.calls.withLock { $0 } == 2)
+        #expect(general.calls.withLock { $0 } == 0)
+        // Without an append runner, appends use the general one.
+        let single = LocalReplica(database: { db }, runner: general)
+        _ = try await single.append([SeriesSamples(labels: labels, samples: [Sample(1_700_000_015_000, 1)])], nowMs: 1_700_000_000_000)
+        #expect(general.calls.withLock { $0 } == 1)
+    }
+}

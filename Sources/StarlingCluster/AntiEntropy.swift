@@ -236,9 +236,7 @@ public final class AntiEntropy: Sendable {
                     default: _ = try decodeAnswer(f, from: peer, as: StreamEndMessage.self)
                     }
                 }
-                let now = nowMs()
-                let received = items
-                let appended = try await local.runner.run { try db.append(chunks: received, nowMs: now) }
+                let appended = try await local.append(chunks: items, nowMs: nowMs())
                 report.seriesPulled += items.count
                 report.samplesAppended += appended.accepted
                 report.bytesFetched += bytes

@@ -24,10 +24,12 @@ public struct LocalReplica: Sendable {
         return try await appendRunner.run { try db.append(series, nowMs: nowMs) }
     }
 
-    /// Stores whole chunks (repair, handover); see `TimeSeriesDB.append(chunks:nowMs:)`.
+    /// Stores whole chunks (repair, handover, anti-entropy); see `TimeSeriesDB.append(chunks:nowMs:)`.
+    /// They are decoded on `runner`, so a large push does not hold the append thread meanwhile.
     public func append(chunks: [SeriesChunks], nowMs: Int64) async throws -> AppendReport {
         let db = try database()
-        return try await appendRunner.run { try db.append(chunks: chunks, nowMs: nowMs) }
+        let batch = try await runner.run { try TimeSeriesDB.samples(of: chunks) }
+        return try await appendRunner.run { try db.append(batch, nowMs: nowMs) }
     }
 }
 
@@ -150,7 +152,10 @@ public final class ClusterWriter: Sendable {
             counters.withLock { $0.writes += 1 }
             return report
         }
-        let plan = WritePlan(batch, placement: snapshot.placement, consistency: settings.consistency)
+        // Grouping thousands of series by shard and replica is not work for the event loop a
+        // write request runs on.
+        let placement = snapshot.placement, consistency = settings.consistency
+        let plan = try await local.runner.run { WritePlan(batch, placement: placement, consistency: consistency) }
         guard !plan.byNode.isEmpty || !plan.required.isEmpty else { return report }
 
         // One task per replica node, unstructured: once every shard has its acknowledgements the
@@ -176,9 +181,13 @@ public final class ClusterWriter: Sendable {
             report.forwardedSamples += write.sampleCount
             guard snapshot.isReachable(node) else {
                 let why = "node \(node) is \(snapshot.members[node]?.liveness.description ?? "unknown")"
-                await keepHint(node, write)
                 counters.withLock { $0.replicaUnreachable += 1 }
-                sink.yield(ReplicaOutcome(node: node, acked: [], failed: shards.map(\.shard), reason: why))
+                // The hint is a RocksDB write: stored off this task, like a send, so the other
+                // replicas' sends start at once; the outcome follows the stored hint.
+                Task {
+                    await self.keepHint(node, write)
+                    sink.yield(ReplicaOutcome(node: node, acked: [], failed: shards.map(\.shard), reason: why))
+                }
                 continue
             }
             Task { sink.yield(await self.send(write, to: node)) }
@@ -256,7 +265,7 @@ public final class ClusterWriter: Sendable {
         let now = nowMs()
         let refusal: String?
         do {
-            refusal = try await local.runner.run { hints.storeHint(target: node, write: write, nowMs: now) }
+            refusal = try await local.runner.runToCompletion { hints.storeHint(target: node, write: write, nowMs: now) }
         } catch {
             refusal = "\(error)"
         }

@@ -17,6 +17,15 @@ public protocol BlockingRunner: Sendable {
     /// An `async` call that blocks inside (the store's `Querier` methods), run with the pool as
     /// its task executor.
     func runAsync<T: Sendable>(_ body: () async throws -> T) async throws -> T
+    /// Like `run`, but finishes even when the calling task is cancelled: for work whose loss
+    /// the caller cannot see (storing a hint).
+    func runToCompletion<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T
+}
+
+extension BlockingRunner {
+    public func runToCompletion<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await run(body)
+    }
 }
 
 /// A peer answered with an `error` frame, or with a frame that does not answer the request.

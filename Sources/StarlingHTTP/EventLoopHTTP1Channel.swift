@@ -43,7 +43,9 @@ extension HTTPServerBuilder {
 }
 
 /// A task executor that runs jobs on one NIO event loop. A job enqueued from the loop itself
-/// runs later in the same loop iteration, without waking any thread.
+/// joins the loop's task queue without waking any thread. It relies on the loop outliving every
+/// connection: the node's loops are `MultiThreadedEventLoopGroup.singleton`'s, which never shut
+/// down (a job given to a closed loop would be dropped and its task would never resume).
 final class EventLoopTaskExecutor: TaskExecutor, Sendable {
     let eventLoop: any EventLoop
 

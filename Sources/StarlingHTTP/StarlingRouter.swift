@@ -9,6 +9,12 @@ import Hummingbird
 /// work through `BlockingExecutor`, and pass its collection to `make(features:)` in
 /// `StarlingNode`. Nothing else needs to change: authentication, metrics, logging and error
 /// bodies come from the stack below.
+///
+/// Handlers run on their connection's NIO event loop (`EventLoopHTTP1Channel`), which gossip and
+/// peer traffic share: nothing in a handler may block (RocksDB, files, long lock waits go
+/// through `BlockingExecutor`), and a collection whose handlers do heavy CPU work inline
+/// (rendering large bodies, parsing large documents) starts with
+/// `.add(middleware: OffEventLoopMiddleware())`.
 public enum StarlingRouter {
     /// Middleware order, outermost first:
     /// 1. `ObservabilityMiddleware` — sees the final status of every request, errors included;

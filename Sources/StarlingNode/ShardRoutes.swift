@@ -18,6 +18,7 @@ struct ShardRoutes: Sendable {
 
     func routes() -> RouteCollection<StarlingRequestContext> {
         let r = RouteCollection(context: StarlingRequestContext.self)
+            .add(middleware: OffEventLoopMiddleware())
             .add(middleware: RequirePermission(.read, metrics: metrics))
         r.get("api/v1/cluster/shards") { request, _ in
             let snapshot = topology.current

@@ -141,13 +141,20 @@ extension TimeSeriesDB {
     /// data): decoded and appended through the normal, durable path, so duplicates are dropped
     /// and everything the report counts as accepted is in the WAL.
     public func append(chunks items: [SeriesChunks], nowMs: Int64) throws -> AppendReport {
+        try append(Self.samples(of: items), nowMs: nowMs)
+    }
+
+    /// The samples of chunks received from a peer, per series (series without any left out):
+    /// what `append(chunks:nowMs:)` stores. Callers that append on a dedicated thread decode
+    /// with this first, elsewhere.
+    public static func samples(of items: [SeriesChunks]) throws -> [SeriesSamples] {
         var batch: [SeriesSamples] = []
         batch.reserveCapacity(items.count)
         for item in items {
             let samples = try SeriesSampleIterator.collect(chunks: item.chunks)
             if !samples.isEmpty { batch.append(SeriesSamples(labels: item.labels, samples: samples)) }
         }
-        return try append(batch, nowMs: nowMs)
+        return batch
     }
 
     /// Deletes everything this node stores of `shard`: chunks of every block, dirty markers,

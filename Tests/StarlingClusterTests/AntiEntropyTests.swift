@@ -8,9 +8,11 @@ import Testing
 
 @Suite struct AntiEntropyTests {
     /// Repair as the node runs it, a couple of minutes after the writes (they are settled).
-    static func antiEntropy(_ c: TestCluster, _ i: Int, settings: AntiEntropy.Settings = .init(maxBytesPerSecond: 0)) -> AntiEntropy {
+    static func antiEntropy(_ c: TestCluster, _ i: Int, settings: AntiEntropy.Settings = .init(maxBytesPerSecond: 0),
+                            appendRunner: (any BlockingRunner)? = nil) -> AntiEntropy {
         let db = c.nodes[i].db
-        return AntiEntropy(topology: c.nodes[i].topology, transport: c.transport, local: LocalReplica(database: { db }, runner: InlineRunner()),
+        return AntiEntropy(topology: c.nodes[i].topology, transport: c.transport,
+                           local: LocalReplica(database: { db }, runner: InlineRunner(), appendRunner: appendRunner),
                            settings: settings, nowMs: { TestCluster.now + 180_000 })
     }
 
@@ -34,9 +36,12 @@ import Testing
 
         c.setLiveness([:])
         let owned = batch.filter { placement.writeSet(of: c.layout.shard(for: $0.labels)).contains("node-3") }
-        let report = await Self.antiEntropy(c, 3).fullSync()
+        let appends = CountingRunner()
+        let report = await Self.antiEntropy(c, 3, appendRunner: appends).fullSync()
         #expect(report.peerFailures == 0)
         #expect(report.seriesPulled == owned.count)
+        // What it pulled went through the append thread, as every append of the node does.
+        #expect(appends.calls.withLock { $0 } > 0)
         #expect(report.samplesAppended == owned.count * 4)
         #expect(try syncCount(c.nodes[3].db) == owned.count)
 

@@ -38,7 +38,10 @@ public struct HealthRoutes: Sendable {
                 body: .init(byteBuffer: ByteBuffer(bytes: w.bytes)))
         }
 
+        // Rendering the registry takes its lock for the whole text: off the event loops, which
+        // gossip and peer traffic share.
         let scrape = RouteCollection(context: StarlingRequestContext.self)
+            .add(middleware: OffEventLoopMiddleware())
             .add(middleware: RequirePermission(.metrics, metrics: metrics))
         scrape.get("metrics") { _, _ in
             await beforeScrape()

@@ -121,7 +121,6 @@ public struct IngestRoutes: Sendable {
         } catch let e as APIError where e.kind == .tooLarge {
             return reject(proto, .bodyTooLarge(limitBytes: settings.maxBodyBytes), status: .contentTooLarge)
         }
-        let body = Array(buffer: wire)
 
         // 2. Content encoding. Remote write is always a snappy block, whatever the header says.
         let encoding: ContentEncoding
@@ -136,6 +135,7 @@ public struct IngestRoutes: Sendable {
 
         // 3. Decode, off the cooperative pool.
         let decodedOutcome: Outcome = try await executor.run {
+            let body = Array(buffer: wire)
             let decoded: [UInt8]
             do {
                 decoded = try encoding.decode(body, maxDecodedBytes: limits.maxBodyBytes)

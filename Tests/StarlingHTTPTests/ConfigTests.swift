@@ -128,6 +128,19 @@ import Testing
         #expect(throws: ConfigError.self) { try load(env: ["STARLING_STORAGE_LABELS_CACHE_ENTRIES": "-5"]) }
     }
 
+    /// Samples per head chunk: 240 by default, settable, bounded with an error naming the key.
+    @Test func samplesPerChunk() throws {
+        #expect(try load().config.samplesPerChunk == 240)
+        #expect(try load(yaml: "storage:\n  samples_per_chunk: 480\n").config.samplesPerChunk == 480)
+        #expect(try load(env: ["STARLING_STORAGE_SAMPLES_PER_CHUNK": "960"]).config.samplesPerChunk == 960)
+        do {
+            _ = try load(yaml: "storage:\n  samples_per_chunk: 8\n")
+            Issue.record("8 samples per chunk accepted")
+        } catch let e as ConfigError {
+            #expect(e.message.contains("storage.samples_per_chunk"))
+        }
+    }
+
     func load(configFile: String) throws -> ConfigLoader.Result {
         try ConfigLoader.load(configFile: configFile, environment: [:], flags: [])
     }

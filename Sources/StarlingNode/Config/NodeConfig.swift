@@ -138,6 +138,8 @@ public struct NodeConfig: Sendable, Equatable {
     public var queryReadAheadBytes: Int = 8 << 20
     /// `storage.labels_cache_entries`: label sets of series outside the head kept for queries.
     public var storedLabelsCacheEntries: Int = 100_000
+    /// `storage.samples_per_chunk`: samples the head puts in one chunk before cutting it.
+    public var samplesPerChunk: Int = 240
 
     // MARK: ingest limits (per request; each rejection is counted by reason)
     /// Most labels (including `__name__` and enrichment labels) one series may have. Default 30.

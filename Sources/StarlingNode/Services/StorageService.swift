@@ -49,6 +49,7 @@ public final class StorageService: Service, Sendable {
         o.maxSeries = config.maxSeries
         o.queryReadAheadBytes = config.queryReadAheadBytes
         o.storedLabelsCacheEntries = config.storedLabelsCacheEntries
+        o.maxSamplesPerChunk = config.samplesPerChunk
         return o
     }
 

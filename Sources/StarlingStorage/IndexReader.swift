@@ -139,12 +139,24 @@ struct IndexReader {
         let its = try prefixes.map { try store.makeIterator(lowerBound: $0, upperBound: Keyspace.prefixEnd($0)) }
         func current(_ i: Int) -> UInt64 { its[i].withKey { Keyspace.seriesID(fromPostingKey: $0).rawValue } }
         func check() throws { for it in its { try it.checkError() } }
-        /// Moves list `i` to its first ID ≥ `target`; false when the list has none.
+        // Seek targets, `prefix | ID`, rewritten in place for each seek.
+        var seekKeys = prefixes.map { $0 + [UInt8](repeating: 0, count: 8) }
+        /// Moves list `i` (standing before `target`) to its first ID ≥ `target`; false when the
+        /// list has none. Its iterator's bounds keep it inside the list's prefix, whose keys
+        /// differ only in their trailing series ID: steps compare IDs, not keys.
         func advance(_ i: Int, to target: UInt64) -> Bool {
-            var key = prefixes[i]
-            for shift in stride(from: 56, through: 0, by: -8) { key.append(UInt8(truncatingIfNeeded: target >> UInt64(shift))) }
-            its[i].advance(to: key, steps: Self.leapfrogStepsBeforeSeek)
-            return its[i].isValid
+            let it = its[i]
+            for _ in 0..<Self.leapfrogStepsBeforeSeek {
+                it.next()
+                guard it.isValid else { return false }
+                if current(i) >= target { return true }
+            }
+            let base = seekKeys[i].count - 8
+            seekKeys[i].withUnsafeMutableBytes { k in
+                for b in 0..<8 { k[base + b] = UInt8(truncatingIfNeeded: target >> UInt64(56 - 8 * b)) }
+            }
+            it.seek(seekKeys[i])
+            return it.isValid
         }
         var target: UInt64 = 0
         for (i, it) in its.enumerated() {

@@ -162,6 +162,7 @@ public final class ClusterWriter: Sendable {
         // client is answered, and stragglers finish (or leave a hint) on their own.
         let (results, sink) = AsyncStream.makeStream(of: ReplicaOutcome.self)
         var expected = 0
+        var unreachable: [(node: String, write: WriteMessage, outcome: ReplicaOutcome)] = []
         for (node, shards) in plan.byNode {
             expected += 1
             if node == snapshot.localNodeID {
@@ -181,16 +182,17 @@ public final class ClusterWriter: Sendable {
             report.forwardedSamples += write.sampleCount
             guard snapshot.isReachable(node) else {
                 let why = "node \(node) is \(snapshot.members[node]?.liveness.description ?? "unknown")"
-                counters.withLock { $0.replicaUnreachable += 1 }
-                // The hint is a RocksDB write: stored off this task, like a send, so the other
-                // replicas' sends start at once; the outcome follows the stored hint.
-                Task {
-                    await self.keepHint(node, write)
-                    sink.yield(ReplicaOutcome(node: node, acked: [], failed: shards.map(\.shard), reason: why))
-                }
+                unreachable.append((node, write, ReplicaOutcome(node: node, acked: [], failed: shards.map(\.shard), reason: why)))
                 continue
             }
             Task { sink.yield(await self.send(write, to: node)) }
+        }
+        // Hints for unreachable replicas are RocksDB writes on the pool: stored once every send
+        // has started, and before the write is answered (a 2xx means the hint is stored).
+        for (node, write, outcome) in unreachable {
+            await keepHint(node, write)
+            counters.withLock { $0.replicaUnreachable += 1 }
+            sink.yield(outcome)
         }
 
         var acks: [ShardID: Int] = [:]

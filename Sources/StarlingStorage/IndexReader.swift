@@ -11,8 +11,15 @@ struct IndexReader {
 
     /// Series IDs of one label pair in a block.
     func postings(block: Int32, name: String, value: String) throws -> [UInt64] {
-        try collectIDs(prefix: Keyspace.postingsPrefix(block: block, name: name, value: value))
+        guard Self.isStorable(name), Self.isStorable(value) else { return [] }
+        return try collectIDs(prefix: Keyspace.postingsPrefix(block: block, name: name, value: value))
     }
+
+    /// Whether a label name or value can be in the index: stored ones never hold a NUL byte
+    /// (the store refuses such series), and a NUL in a matcher's name or value would end the
+    /// key prefix early, so its prefix would cover the keys of another name or value (`a="x\0"`
+    /// those of `a="x"`). Matchers with one select nothing by that name or value.
+    static func isStorable(_ s: String) -> Bool { !s.utf8.contains(0) }
 
     /// Every series indexed in a block.
     func allPostings(block: Int32) throws -> [UInt64] {
@@ -34,6 +41,7 @@ struct IndexReader {
     /// Walks the distinct values of `name` in `block`; for each value `body` returns whether its
     /// postings are wanted; returns the union of the wanted postings.
     func postings(block: Int32, name: String, where wanted: (String) -> Bool) throws -> [UInt64] {
+        guard Self.isStorable(name) else { return [] }
         let prefix = Keyspace.postingsNamePrefix(block: block, name: name)
         let it = try store.makeIterator(lowerBound: prefix, upperBound: Keyspace.prefixEnd(prefix))
         it.seekToFirst()
@@ -135,6 +143,7 @@ struct IndexReader {
     /// join: each list's iterator advances (by a few steps, then by a seek) to the largest ID
     /// any list is at, until they agree.
     private func leapfrog(block: Int32, _ matchers: [LabelMatcher]) throws -> [UInt64] {
+        guard matchers.allSatisfy({ Self.isStorable($0.name) && Self.isStorable($0.value) }) else { return [] }
         let prefixes = matchers.map { Keyspace.postingsPrefix(block: block, name: $0.name, value: $0.value) }
         let its = try prefixes.map { try store.makeIterator(lowerBound: $0, upperBound: Keyspace.prefixEnd($0)) }
         func current(_ i: Int) -> UInt64 { its[i].withKey { Keyspace.seriesID(fromPostingKey: $0).rawValue } }

@@ -415,9 +415,9 @@ public final class TimeSeriesDB: Querier, Sendable {
     }
 
     private static func startOpen(_ s: HeadSeries, _ sample: Sample, block: Int32, seq: UInt64, replaying: Bool, options: Options, out: inout KVWriteBatch) {
-        // Room for up to 240 samples up front; a longer chunk grows its buffer as it fills, so a
+        // Room for up to the default chunk size up front; a longer chunk grows its buffer as it fills, so a
         // large `maxSamplesPerChunk` does not reserve its full size for every series in memory.
-        s.open = OpenChunk(sample, expectedSamples: min(options.maxSamplesPerChunk, 240))
+        s.open = OpenChunk(sample, expectedSamples: min(options.maxSamplesPerChunk, ChunkCodec.defaultSamplesPerChunk))
         s.openBlock = block
         s.openUniq = seq
         if replaying {

@@ -118,6 +118,25 @@ func bitwiseEqual(_ a: [Sample], _ b: [Sample]) -> Bool {
         #expect(try names([.eq("__name__", "m1"), .eq("a", "2")]).count > 10)
     }
 
+    /// A NUL byte in a matcher's name or value selects nothing by it. Unchecked, `a="x\0"` gave
+    /// a key prefix that also covers the postings of `a="x"` whose series ID starts with a zero
+    /// byte (shards 0–255 of 1,024), and label listings with such a `match[]` leaked those series.
+    @Test func matchersWithNULSelectNothing() async throws {
+        let db = try TimeSeriesDB(store: MemoryKV(), nowMs: t0)
+        let all = (0..<200).map { L(["__name__": "m", "a": "x", "b": "\($0)"]) }
+        _ = try db.append(all.map { SeriesSamples(labels: $0, samples: [Sample(t0, 1)]) }, nowMs: t0)
+        #expect(all.contains { db.options.shardLayout.preferredSeriesID(forHash: $0.stableHash).rawValue >> 56 == 0 },
+                "some series IDs start with a zero byte, so the overlap would show")
+        func ids(_ m: [LabelMatcher]) throws -> [UInt64] { try db.postings(m, startMs: t0 - 1, endMs: t0 + 1, shards: nil) }
+        #expect(try ids([.eq("a", "x")]).count == 200)
+        #expect(try ids([.eq("a", "x\u{0}")]).isEmpty)
+        #expect(try ids([.eq("__name__", "m"), .eq("a", "x\u{0}")]).isEmpty)
+        #expect(try ids([try LabelMatcher(.regexMatch, "a\u{0}x", ".+")]).isEmpty)
+        #expect(try ids([.eq("__name__", "m"), try LabelMatcher(.notEqual, "a", "x\u{0}")]).count == 200)
+        let values = try await db.labelValues("b", [[.eq("a", "x\u{0}")]], startMs: t0 - 1, endMs: t0 + 1, limit: nil)
+        #expect(values.value.isEmpty)
+    }
+
     @Test func duplicatesAndOutOfOrder() async throws {
         let db = try TimeSeriesDB(store: MemoryKV(), nowMs: t0)
         let s = L(["__name__": "x"])

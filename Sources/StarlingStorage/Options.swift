@@ -18,8 +18,10 @@ extension TimeSeriesDB {
         /// long enough to amortise the chunk key and header (~1.3 bytes/sample), short enough
         /// that decoding a whole chunk for a short query stays cheap.
         public var maxSamplesPerChunk = 240
-        /// Samples per chunk written by block compaction.
+        /// Samples per chunk written by block compaction, at least `maxSamplesPerChunk`
+        /// (`compactedChunkSamples`): compaction never cuts chunks shorter than the head does.
         public var maxSamplesPerCompactedChunk = 480
+        var compactedChunkSamples: Int { max(maxSamplesPerCompactedChunk, maxSamplesPerChunk) }
         /// The head writes its open chunks and clears the WAL at least this often (ms)…
         public var checkpointIntervalMs: Int64 = 5 * Millis.minute
         /// …or once this many WAL bytes accumulated. Bounds replay time after a crash.

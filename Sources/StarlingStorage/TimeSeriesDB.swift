@@ -415,8 +415,8 @@ public final class TimeSeriesDB: Querier, Sendable {
     }
 
     private static func startOpen(_ s: HeadSeries, _ sample: Sample, block: Int32, seq: UInt64, replaying: Bool, options: Options, out: inout KVWriteBatch) {
-        // Room for up to the default chunk size up front; a longer chunk grows its buffer as it fills, so a
-        // large `maxSamplesPerChunk` does not reserve its full size for every series in memory.
+        // Room for the default chunk size up front; a longer chunk grows its buffer as it fills,
+        // so a large `maxSamplesPerChunk` does not reserve its full size for every series.
         s.open = OpenChunk(sample, expectedSamples: min(options.maxSamplesPerChunk, ChunkCodec.defaultSamplesPerChunk))
         s.openBlock = block
         s.openUniq = seq
@@ -581,7 +581,7 @@ public final class TimeSeriesDB: Querier, Sendable {
                 kv.delete(dirtyKey)
                 if !chunks.isEmpty {
                     let uniq = allocateSeq(&h, &kv)
-                    for c in try ChunkEncoder.compact(chunks, maxSamplesPerChunk: options.maxSamplesPerCompactedChunk) {
+                    for c in try ChunkEncoder.compact(chunks, maxSamplesPerChunk: options.compactedChunkSamples) {
                         kv.put(Keyspace.chunkKey(id: id, block: block, minTimeMs: c.minTimeMs, uniq: uniq, kind: .compacted),
                                Keyspace.chunkValue(c))
                     }

@@ -296,6 +296,25 @@ func bitwiseEqual(_ a: [Sample], _ b: [Sample]) -> Bool {
         #expect(bitwiseEqual(try await read(restarted, [.eq("__name__", "ooo")])[s]!, want))
     }
 
+    /// Compaction cuts chunks no shorter than the head does: with 960 samples per chunk, a
+    /// block of 900 samples written out of order compacts into one chunk, not into 480s.
+    @Test func compactionKeepsALargerChunkSize() async throws {
+        var o = TimeSeriesDB.Options()
+        o.maxSamplesPerChunk = 960
+        o.maxOutOfOrderBuffer = 4
+        let db = try TimeSeriesDB(store: MemoryKV(), options: o, nowMs: t0)
+        let s = L(["__name__": "big"])
+        var rng = SeededRandom(seed: 7)
+        for i in (0..<900).shuffled(using: &rng) {
+            _ = try db.append([SeriesSamples(labels: s, samples: [Sample(t0 + Int64(i) * 1000, Double(i))])], nowMs: t0)
+        }
+        #expect(try db.maintenance(nowMs: t0 + 2 * Millis.day).blocksCompacted >= 1)
+        let set = try await db.select([.eq("__name__", "big")], hints: SelectHints(startMs: t0 - 1, endMs: t0 + 1_000_000))
+        let series = try #require(try await set.next())
+        #expect(series.chunks.count == 1)
+        #expect(try ChunkOps.merge(series.chunks, minTimeMs: t0, maxTimeMs: t0 + 1_000_000).count == 900)
+    }
+
     @Test func reopenWithOtherShardCountFails() throws {
         let kv = MemoryKV()
         _ = try TimeSeriesDB(store: kv, nowMs: t0)

@@ -426,7 +426,7 @@ extension ConfigKey {
                   "Label sets of series no longer in memory that queries keep cached (two generations of this many, ~200 bytes each); saves a lookup per series and query. 0 disables it.",
                   apply: positiveInt(\.storedLabelsCacheEntries, 0...100_000_000), show: { .scalar(String($0.storedLabelsCacheEntries)) }),
         ConfigKey("storage.samples_per_chunk", default: "240",
-                  "Samples the head puts in one chunk before cutting it. Larger chunks spread the per-chunk key and header (~29 bytes) over more samples — on a day of node-exporter data 480 stores 1.39 bytes/sample against 1.45 — but a query decodes whole chunks, so short queries near the present decode more. Block compaction re-chunks at 480 whatever this is.",
+                  "Samples the head puts in one chunk before cutting it. Larger chunks spread the per-chunk key and header (~29 bytes) over more samples — on a day of node-exporter data 480 stores 1.39 bytes/sample against 1.45 — but a query decodes whole chunks, so short queries near the present decode more. Block compaction re-chunks at 480 samples, or at this when larger.",
                   apply: positiveInt(\.samplesPerChunk, 16...4096), show: { .scalar(String($0.samplesPerChunk)) }),
 
         ConfigKey("ingest.max_labels_per_series", default: "30",

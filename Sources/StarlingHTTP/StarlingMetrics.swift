@@ -32,6 +32,12 @@ public final class StarlingMetrics: Sendable {
     public let storageSamples: Gauge
     public let storageBytesOnDisk: Gauge
     public let storageReady: Gauge
+    public let chunkCacheBytes: Gauge
+    public let chunkCacheHits: Counter
+    public let chunkCacheMisses: Counter
+    public let postingsCacheBytes: Gauge
+    public let postingsCacheHits: Counter
+    public let postingsCacheMisses: Counter
     public let recoveryDurationSeconds: Gauge
     public let maintenanceRuns: Counter
     public let maintenanceFailures: Counter
@@ -47,6 +53,14 @@ public final class StarlingMetrics: Sendable {
         storageBytesOnDisk = registry.makeGauge(descriptor: .init(
             namespace: "starling", subsystem: "storage", metricName: "disk", unitName: "bytes",
             helpText: "Bytes the storage engine occupies on disk."))
+        (chunkCacheBytes, chunkCacheHits, chunkCacheMisses) = Self.cacheMetrics(
+            registry, name: "chunk_cache",
+            bytesHelp: "Bytes held by the recent-chunk cache (storage.chunk_cache), chunk bytes plus a per-chunk allowance.",
+            lookupsHelp: "Reads of one series' chunks in the newest block, by whether the recent-chunk cache answered them.")
+        (postingsCacheBytes, postingsCacheHits, postingsCacheMisses) = Self.cacheMetrics(
+            registry, name: "postings_cache",
+            bytesHelp: "Bytes held by the postings cache (storage.postings_cache).",
+            lookupsHelp: "Postings list lookups by queries, by whether the postings cache answered them.")
         storageReady = registry.makeGauge(descriptor: .init(
             namespace: "starling", subsystem: "storage", metricName: "ready", unitName: "",
             helpText: "1 once storage recovery has finished and the node serves reads and writes."))
@@ -59,6 +73,16 @@ public final class StarlingMetrics: Sendable {
         maintenanceFailures = registry.makeCounter(descriptor: .init(
             namespace: "starling", subsystem: "storage", metricName: "maintenance_failures", unitName: "total",
             helpText: "Storage maintenance passes that failed."))
+    }
+
+    /// `starling_storage_<name>_bytes` and `starling_storage_<name>_lookups_total{result="hit"|"miss"}`.
+    private static func cacheMetrics(_ registry: PrometheusCollectorRegistry, name: String, bytesHelp: String, lookupsHelp: String) -> (Gauge, Counter, Counter) {
+        let bytes = registry.makeGauge(descriptor: .init(
+            namespace: "starling", subsystem: "storage", metricName: name, unitName: "bytes", helpText: bytesHelp))
+        let lookups = MetricNameDescriptor(
+            namespace: "starling", subsystem: "storage", metricName: name + "_lookups", unitName: "total", helpText: lookupsHelp)
+        return (bytes, registry.makeCounter(descriptor: lookups, labels: [("result", "hit")]),
+                registry.makeCounter(descriptor: lookups, labels: [("result", "miss")]))
     }
 
     /// Records one finished HTTP request.

@@ -8,11 +8,38 @@ import StarlingCore
 /// label's distinct values with a skip-scan (one seek per value), never all postings.
 struct IndexReader {
     let store: any KeyValueStore
+    /// Lists read before (`TimeSeriesDB.postingsCache`); nil reads every list from the store.
+    var cache: PostingsCache? = nil
 
     /// Series IDs of one label pair in a block.
     func postings(block: Int32, name: String, value: String) throws -> [UInt64] {
         guard Self.isStorable(name), Self.isStorable(value) else { return [] }
-        return try collectIDs(prefix: Keyspace.postingsPrefix(block: block, name: name, value: value))
+        let prefix = Keyspace.postingsPrefix(block: block, name: name, value: value)
+        guard let cache, cache.isEnabled else { return try collectIDs(prefix: prefix) }
+        let key = PostingsCache.Key(block: block, name: name, value: value)
+        if case .ids(let ids) = cache.lookup(key) { return ids }
+        let token = cache.token
+        let ids = try collectIDs(prefix: prefix)
+        cache.insert(key, ids, token: token)
+        return ids
+    }
+
+    /// The list of one `name="value"` pair from the cache, or read whole and cached when it has
+    /// at most `cache.maxListIDs` IDs; nil when it is longer (the caller joins by seeking).
+    private func shortPostings(block: Int32, name: String, value: String, cache: PostingsCache) throws -> [UInt64]? {
+        let key = PostingsCache.Key(block: block, name: name, value: value)
+        switch cache.lookup(key) {
+        case .ids(let ids): return ids
+        case .tooLong: return nil
+        case nil: break
+        }
+        let token = cache.token
+        guard let ids = try collectIDs(prefix: Keyspace.postingsPrefix(block: block, name: name, value: value), limit: cache.maxListIDs) else {
+            cache.insert(key, .tooLong, token: token)
+            return nil
+        }
+        cache.insert(key, .ids(ids), token: token)
+        return ids
     }
 
     /// Whether a label name or value can be in the index: stored ones never hold a NUL byte
@@ -23,14 +50,21 @@ struct IndexReader {
 
     /// Every series indexed in a block.
     func allPostings(block: Int32) throws -> [UInt64] {
-        try collectIDs(prefix: Keyspace.allPostingsPrefix(block: block))
+        // The all-series list is the posting list of the empty name and value.
+        try postings(block: block, name: "", value: "")
     }
 
     private func collectIDs(prefix: [UInt8]) throws -> [UInt64] {
+        try collectIDs(prefix: prefix, limit: .max) ?? []
+    }
+
+    /// The IDs under `prefix`; nil when there are more than `limit`.
+    private func collectIDs(prefix: [UInt8], limit: Int) throws -> [UInt64]? {
         let it = try store.makeIterator(lowerBound: prefix, upperBound: Keyspace.prefixEnd(prefix))
         it.seekToFirst()
         var ids: [UInt64] = []
         while it.isValid {
+            if ids.count == limit { return nil }
             ids.append(it.withKey { Keyspace.seriesID(fromPostingKey: $0).rawValue })
             it.next()
         }
@@ -93,7 +127,7 @@ struct IndexReader {
         // all series named m.
         let equalities = matchers.filter { $0.kind == .equal && !$0.matchesEmpty }
         if equalities.count >= 2 {
-            let joined = try leapfrog(block: block, equalities)
+            let joined = try joinEqualities(block: block, equalities)
             if joined.isEmpty { return [] }
             positive.append(joined)
         }
@@ -131,6 +165,22 @@ struct IndexReader {
             result = Postings.subtract(result, n)
         }
         return result
+    }
+
+    /// Joins `name="value"` lists: in memory when every list is cached or short enough to read
+    /// whole (and cache), else by leapfrog over store iterators.
+    private func joinEqualities(block: Int32, _ matchers: [LabelMatcher]) throws -> [UInt64] {
+        guard let cache, cache.isEnabled else { return try leapfrog(block: block, matchers) }
+        guard matchers.allSatisfy({ Self.isStorable($0.name) && Self.isStorable($0.value) }) else { return [] }
+        var lists: [[UInt64]] = []
+        for m in matchers {
+            guard let ids = try shortPostings(block: block, name: m.name, value: m.value, cache: cache) else {
+                return try leapfrog(block: block, matchers)
+            }
+            if ids.isEmpty { return [] }
+            lists.append(ids)
+        }
+        return Postings.intersect(lists)
     }
 
     /// Steps an iterator takes with `next` before it seeks instead, when it trails the join's

@@ -202,6 +202,9 @@ public enum Keyspace {
         return keys
     }
 
+    /// The block of a posting key (`04 | block | …`).
+    public static func block(fromPostingKey k: UnsafeRawBufferPointer) -> Int32 { readBlock(k, 1) }
+
     /// The series ID at the end of a posting key.
     @inlinable
     public static func seriesID(fromPostingKey k: UnsafeRawBufferPointer) -> SeriesID {

@@ -42,6 +42,12 @@ extension TimeSeriesDB {
         /// selection, so it bounds memory together with the query concurrency: 8 MiB covers the
         /// chunks of tens of thousands of series over an hour. Node key `storage.query_read_ahead`.
         public var queryReadAheadBytes = 8 << 20
+        /// Stored chunks of the newest block kept for queries (`RecentChunkCache`), in bytes;
+        /// 0 disables the cache. Node key `storage.chunk_cache`.
+        public var chunkCacheBytes = 64 << 20
+        /// Postings lists kept for queries (`PostingsCache`), in bytes; 0 disables the cache.
+        /// Node key `storage.postings_cache`.
+        public var postingsCacheBytes = 32 << 20
 
         public init() {}
     }
@@ -122,6 +128,16 @@ public struct StorageStatistics: Sendable {
     /// Oldest and newest block holding data (nil when empty).
     public var minBlock: Int32?
     public var maxBlock: Int32?
+    /// Recent-chunk cache (`Options.chunkCacheBytes`): lookups answered and missed since the
+    /// store opened, and what it holds now.
+    public var chunkCacheHits: UInt64 = 0
+    public var chunkCacheMisses: UInt64 = 0
+    public var chunkCacheBytes = 0
+    public var chunkCacheEntries = 0
+    /// Postings cache: lookups answered and missed, and what it holds now.
+    public var postingsCacheHits: UInt64 = 0
+    public var postingsCacheMisses: UInt64 = 0
+    public var postingsCacheBytes = 0
 }
 
 public enum StorageError: Error, Sendable, CustomStringConvertible {

@@ -1,4 +1,5 @@
 import StarlingCore
+import Synchronization
 
 extension TimeSeriesDB {
     /// Blocks to consult for `[startMs, endMs]`, clamped to the blocks that hold data and to the
@@ -14,7 +15,7 @@ extension TimeSeriesDB {
     /// Series IDs matching `matchers` in any block of the range, optionally limited to shards.
     func postings(_ matchers: [LabelMatcher], startMs: Int64, endMs: Int64, shards: ShardSet?) throws -> [UInt64] {
         guard let range = blocks(startMs: startMs, endMs: endMs) else { return [] }
-        let index = IndexReader(store: store)
+        let index = IndexReader(store: store, cache: postingsCache)
         var ids: [UInt64] = []
         for b in range {
             let p = try index.postings(block: b, matchers: matchers)
@@ -64,13 +65,13 @@ extension TimeSeriesDB {
     /// across calls of one query; it is replaced when chunks left the head since it was made,
     /// because its snapshot of the store would not hold them.
     func chunks(of id: SeriesID, startMs: Int64, endMs: Int64, iterator: inout ChunkIteratorCache) throws -> [EncodedChunk] {
-        let (headChunks, moves): ([EncodedChunk], UInt64) = head.withLock { h in
-            guard let s = h.byID[id] else { return ([], h.chunkMoves) }
+        let (headChunks, moves, newest): ([EncodedChunk], UInt64, Int32?) = head.withLock { h in
+            guard let s = h.byID[id] else { return ([], h.chunkMoves, h.maxBlock) }
             var c: [EncodedChunk] = []
             if let open = s.open, open.maxTimeMs >= startMs, open.minTimeMs <= endMs { c.append(open.snapshot()) }
             let ooo = s.outOfOrder.filter { $0.timestampMs >= startMs && $0.timestampMs <= endMs }
             if !ooo.isEmpty { c += ChunkOps.encode(ooo, maxPerChunk: Int.max) }
-            return (c, h.chunkMoves)
+            return (c, h.chunkMoves, h.maxBlock)
         }
         var out = headChunks
         guard let range = blocks(startMs: startMs, endMs: endMs) else { return out }
@@ -80,23 +81,38 @@ extension TimeSeriesDB {
             iterator = ChunkIteratorCache(chunkMoves: moves)
         }
         for b in range {
-            let it = try iterator.iterator(forBlock: b, store: store)
+            // The newest block is what dashboards and rules read over and over: its chunks of
+            // this series come from the cache, or are read in full (from `startMs` on) and cached.
+            let cacheKey = RecentChunkCache.Key(id: id, block: b)
+            let cacheable = b == newest && options.chunkCacheBytes > 0
+            if cacheable, let cached = chunkCache.withLock({ $0.lookup(cacheKey, startMs: startMs) }) {
+                for c in cached where c.minTimeMs <= endMs && c.maxTimeMs >= startMs { out.append(c) }
+                continue
+            }
+            let (it, token) = try iterator.iterator(forBlock: b, store: store, cache: chunkCache)
             let prefix = Keyspace.chunkSeriesBlockPrefix(id: id, block: b)
             let steps = iterator.steps
             let wasPositioned = it.isValid
             let stepped = it.advance(to: prefix, steps: steps)
             if wasPositioned { iterator.record(steps: steps, steppedThere: stepped) }
+            var fill: [EncodedChunk] = []
             while it.isValid {
                 let parts: Keyspace.ChunkKeyParts? = it.withKey { k in
                     k.starts(with: prefix) ? Keyspace.parseChunkKey(k) : nil
                 }
                 guard let parts else { break }
-                if parts.minTimeMs > endMs { break }
+                if parts.minTimeMs > endMs && !cacheable { break }
                 let chunk = try Keyspace.decodeChunkValue(it.value, minTimeMs: parts.minTimeMs)
-                if chunk.maxTimeMs >= startMs { out.append(chunk) }
+                if chunk.maxTimeMs >= startMs {
+                    if parts.minTimeMs <= endMs { out.append(chunk) }
+                    if cacheable { fill.append(chunk) }
+                }
                 it.next()
             }
             try it.checkError()
+            if cacheable {
+                chunkCache.withLock { $0.insert(cacheKey, fromMs: startMs, chunks: fill, token: token) }
+            }
         }
         return out
     }
@@ -134,7 +150,7 @@ extension TimeSeriesDB {
         var names = Set<String>()
         if matcherSets.isEmpty {
             if let range = blocks(startMs: startMs, endMs: endMs) {
-                let index = IndexReader(store: store)
+                let index = IndexReader(store: store, cache: postingsCache)
                 for b in range { names.formUnion(try index.labelNames(block: b)) }
             }
         } else {
@@ -150,7 +166,7 @@ extension TimeSeriesDB {
         var values = Set<String>()
         if matcherSets.isEmpty {
             if let range = blocks(startMs: startMs, endMs: endMs) {
-                let index = IndexReader(store: store)
+                let index = IndexReader(store: store, cache: postingsCache)
                 for b in range { values.formUnion(try index.labelValues(block: b, name: name)) }
             }
         } else {
@@ -264,8 +280,10 @@ struct ChunkIteratorCache {
     private var stepped = 0
     private var sought = 0
     private var advances = 0
-    private var perBlock: [(block: Int32, iterator: any KVIterator)] = []
-    private var shared: (any KVIterator)? = nil
+    /// Each iterator with the chunk cache's token read just before it was made: what it reads
+    /// may be cached under that token (`RecentChunkCache.insert`).
+    private var perBlock: [(block: Int32, iterator: any KVIterator, token: UInt64)] = []
+    private var shared: (iterator: any KVIterator, token: UInt64)? = nil
 
     init(chunkMoves: UInt64 = 0) {
         self.chunkMoves = chunkMoves
@@ -284,15 +302,16 @@ struct ChunkIteratorCache {
         }
     }
 
-    mutating func iterator(forBlock b: Int32, store: any KeyValueStore) throws -> any KVIterator {
-        for e in perBlock where e.block == b { return e.iterator }
+    mutating func iterator(forBlock b: Int32, store: any KeyValueStore, cache: borrowing Mutex<RecentChunkCache>) throws -> (any KVIterator, token: UInt64) {
+        for e in perBlock where e.block == b { return (e.iterator, e.token) }
         if perBlock.count >= Self.maxPerBlock, let shared { return shared }
+        let token = cache.withLock { $0.token }
         let it = try store.makeIterator(lowerBound: [Keyspace.chunkPrefix], upperBound: [Keyspace.chunkPrefix + 1])
         if perBlock.count < Self.maxPerBlock {
-            perBlock.append((b, it))
+            perBlock.append((b, it, token))
         } else {
-            shared = it
+            shared = (it, token)
         }
-        return it
+        return (it, token)
     }
 }

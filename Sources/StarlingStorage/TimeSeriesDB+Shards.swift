@@ -186,7 +186,7 @@ extension TimeSeriesDB {
             try it.checkError()
             kv.deleteRange(Keyspace.seriesKey(lowID), seriesEnd)
             kv.deleteRange(Keyspace.lastBlockKey(lowID), Keyspace.prefixEnd(Keyspace.lastBlockKey(highID)))
-            try store.write(kv, sync: false)
+            try writeChunkBatch(kv)
             storedLabels.withLock { $0.invalidate() }
             // After the checkpoint every head series is persisted, so `deleted` counts them all.
             for s in h.series(inShard: shard) { h.evict(s) }

@@ -27,6 +27,10 @@ public final class TimeSeriesDB: Querier, Sendable {
     let head: BlockingMutex<HeadState>
     /// Label sets of series read from the store by queries.
     let storedLabels: Mutex<StoredLabelsCache>
+    /// Stored chunks of the newest block that queries read.
+    let chunkCache: Mutex<RecentChunkCache>
+    /// Postings lists that queries read.
+    let postingsCache: PostingsCache
     /// What replaying the WAL did when this instance opened.
     public let recovery: RecoveryReport
 
@@ -47,6 +51,8 @@ public final class TimeSeriesDB: Querier, Sendable {
         self.recovery = report
         self.head = BlockingMutex(state)
         self.storedLabels = Mutex(StoredLabelsCache(capacity: options.storedLabelsCacheEntries))
+        self.chunkCache = Mutex(RecentChunkCache(capacityBytes: options.chunkCacheBytes))
+        self.postingsCache = PostingsCache(capacityBytes: options.postingsCacheBytes)
         // Make the replayed state durable and clear the WAL so the next start is fast.
         try checkpoint(nowMs: nowMs)
     }
@@ -232,6 +238,8 @@ public final class TimeSeriesDB: Querier, Sendable {
             let record = WALRecord.encode(entries)
             kv.put(Keyspace.walKey(seq), record)
             do {
+                // Series, postings and the WAL record: new postings make cached lists stale.
+                defer { postingsCache.invalidate(after: kv) }
                 try store.write(kv, sync: false)
             } catch {
                 // Nothing of this batch is applied; the series created in memory stay
@@ -460,10 +468,22 @@ public final class TimeSeriesDB: Querier, Sendable {
     /// the WAL until they succeed.
     private func writeChunks(_ out: KVWriteBatch, _ h: inout HeadState) {
         do {
-            try store.write(out, sync: false)
+            try writeChunkBatch(out)
         } catch {
             h.pendingWrites.append(contentsOf: out)
         }
+    }
+
+    /// Writes a batch that puts or deletes chunk keys (or postings), then drops the cached chunks
+    /// and postings it makes stale (`RecentChunkCache`, `PostingsCache`). Called under the head
+    /// lock, which readers hold while they copy head chunks, so a reader never pairs a cached
+    /// entry with a head it no longer matches.
+    func writeChunkBatch(_ kv: KVWriteBatch) throws {
+        defer {
+            chunkCache.withLock { $0.invalidate(after: kv) }
+            postingsCache.invalidate(after: kv)
+        }
+        try store.write(kv, sync: false)
     }
 
     // MARK: - Maintenance
@@ -538,7 +558,7 @@ public final class TimeSeriesDB: Querier, Sendable {
         v.appendBigEndian(upTo)
         kv.put(Keyspace.metaKey("checkpoint"), v)
         do {
-            try store.write(kv, sync: false)
+            try writeChunkBatch(kv)
         } catch {
             // Head state is intact and the WAL still holds everything; try again later.
             for s in h.dirtySeries.values { s.dirty = true }
@@ -586,7 +606,7 @@ public final class TimeSeriesDB: Querier, Sendable {
                                Keyspace.chunkValue(c))
                     }
                 }
-                try store.write(kv, sync: false)
+                try writeChunkBatch(kv)
                 h.stats.compactions += 1
                 compacted += 1
             }
@@ -634,7 +654,7 @@ public final class TimeSeriesDB: Querier, Sendable {
                 }
                 return true
             }
-            try store.write(kv, sync: false)
+            try writeChunkBatch(kv)
             if deleted > 0 { storedLabels.withLock { $0.invalidate() } }
             h.totalSeries -= deleted
             h.minBlock = cutoff
@@ -670,6 +690,16 @@ public final class TimeSeriesDB: Querier, Sendable {
             s.maxBlock = h.maxBlock
             return s
         }
+        chunkCache.withLock { c in
+            s.chunkCacheHits = c.hits
+            s.chunkCacheMisses = c.misses
+            s.chunkCacheBytes = c.cost
+            s.chunkCacheEntries = c.count
+        }
+        let p = postingsCache.statistics
+        s.postingsCacheHits = p.hits
+        s.postingsCacheMisses = p.misses
+        s.postingsCacheBytes = p.bytes
         s.diskBytes = store.diskUsageBytes()
         return s
     }

@@ -138,6 +138,10 @@ public struct NodeConfig: Sendable, Equatable {
     public var queryReadAheadBytes: Int = 8 << 20
     /// `storage.labels_cache_entries`: label sets of series outside the head kept for queries.
     public var storedLabelsCacheEntries: Int = 100_000
+    /// `storage.chunk_cache`: bytes of stored chunks of the newest block kept for queries.
+    public var chunkCacheBytes: Int = 64 << 20
+    /// `storage.postings_cache`: bytes of postings lists kept for queries.
+    public var postingsCacheBytes: Int = 32 << 20
     /// `storage.samples_per_chunk`: samples the head puts in one chunk before cutting it.
     public var samplesPerChunk: Int = 240
 

@@ -27,6 +27,8 @@ public final class StorageService: Service, Sendable {
         let store: RocksDBStore
     }
     private let state = Mutex<Opened?>(nil)
+    /// Chunk-cache hits and misses already added to the counters (the store reports totals).
+    private let reportedCacheLookups = Mutex<(hits: UInt64, misses: UInt64, postingsHits: UInt64, postingsMisses: UInt64)>((0, 0, 0, 0))
     /// Resumed when storage is open (or failed), so maintenance can wait for it.
     private let openedSignal = AsyncStream<Void>.makeStream()
 
@@ -49,6 +51,8 @@ public final class StorageService: Service, Sendable {
         o.maxSeries = config.maxSeries
         o.queryReadAheadBytes = config.queryReadAheadBytes
         o.storedLabelsCacheEntries = config.storedLabelsCacheEntries
+        o.chunkCacheBytes = config.chunkCacheBytes
+        o.postingsCacheBytes = config.postingsCacheBytes
         o.maxSamplesPerChunk = config.samplesPerChunk
         return o
     }
@@ -137,6 +141,20 @@ public final class StorageService: Service, Sendable {
         metrics.storageSeries.set(to: Double(s.totalSeries))
         metrics.storageSamples.set(to: Double(s.samplesAppended))
         metrics.storageBytesOnDisk.set(to: Double(s.diskBytes))
+        metrics.chunkCacheBytes.set(to: Double(s.chunkCacheBytes))
+        metrics.postingsCacheBytes.set(to: Double(s.postingsCacheBytes))
+        // The store reports totals since it opened; the counters get what is new since the last
+        // refresh (a reopened store counts from zero again).
+        func delta(_ now: UInt64, _ before: UInt64) -> UInt64 { now >= before ? now - before : now }
+        let d = reportedCacheLookups.withLock { r -> [UInt64] in
+            let d = [delta(s.chunkCacheHits, r.hits), delta(s.chunkCacheMisses, r.misses),
+                     delta(s.postingsCacheHits, r.postingsHits), delta(s.postingsCacheMisses, r.postingsMisses)]
+            r = (s.chunkCacheHits, s.chunkCacheMisses, s.postingsCacheHits, s.postingsCacheMisses)
+            return d
+        }
+        for (counter, n) in zip([metrics.chunkCacheHits, metrics.chunkCacheMisses, metrics.postingsCacheHits, metrics.postingsCacheMisses], d) where n > 0 {
+            counter.increment(by: Int64(n))
+        }
     }
 }
 

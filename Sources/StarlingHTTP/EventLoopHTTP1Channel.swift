@@ -46,12 +46,12 @@ extension HTTPServerBuilder {
 /// joins the loop's task queue without waking any thread. It relies on the loop outliving every
 /// connection: the node's loops are `MultiThreadedEventLoopGroup.singleton`'s, which never shut
 /// down (a job given to a closed loop would be dropped and its task would never resume).
-final class EventLoopTaskExecutor: TaskExecutor, Sendable {
+public final class EventLoopTaskExecutor: TaskExecutor, Sendable {
     let eventLoop: any EventLoop
 
-    init(_ eventLoop: any EventLoop) { self.eventLoop = eventLoop }
+    public init(_ eventLoop: any EventLoop) { self.eventLoop = eventLoop }
 
-    func enqueue(_ job: consuming ExecutorJob) {
+    public func enqueue(_ job: consuming ExecutorJob) {
         let job = UnownedJob(job)
         let executor = asUnownedTaskExecutor()
         eventLoop.execute { job.runSynchronously(on: executor) }
@@ -69,3 +69,4 @@ public struct OffEventLoopMiddleware<Context: RequestContext>: RouterMiddleware 
         try await withTaskExecutorPreference(globalConcurrentExecutor) { try await next(request, context) }
     }
 }
+

@@ -463,6 +463,10 @@ public struct StarlingNode: Sendable {
         let router = StarlingRouter.make(authority: authority, metrics: metrics, features: features)
 
         let listen = config.httpListen
+        // One loop takes every connection (`http.single_event_loop`): the accept, the child
+        // channel and its task (`EventLoopHTTP1Channel`) then share one thread, where spreading
+        // them over the group woke a second loop and a global-executor thread per connection.
+        let httpLoop = config.httpSingleEventLoop ? MultiThreadedEventLoopGroup.singleton.next() : nil
         let app = Application(
             router: router,
             server: .http1OnEventLoop(),
@@ -473,6 +477,7 @@ public struct StarlingNode: Sendable {
                 httpBoundContinuation.yield(NodeMembership.announced(listen, port: addr?.port, advertiseHost: advertiseHost))
                 httpBoundContinuation.finish()
             },
+            eventLoopGroupProvider: httpLoop.map { .shared($0) } ?? .singleton,
             logger: logger
         )
 
@@ -493,7 +498,7 @@ public struct StarlingNode: Sendable {
                 .init(service: ruleService, serviceName: "rules"),
                 .init(service: ruleCatalog, serviceName: "rule-catalog"),
                 .init(service: alertmanager, serviceName: "alertmanager"),
-                .init(service: app, serviceName: "http"),
+                .init(service: OnEventLoopService(app, eventLoop: httpLoop), serviceName: "http"),
                 // Ends after a `starling leave` hand-over, which shuts the node down gracefully.
                 .init(service: leaveService, successTerminationBehavior: .gracefullyShutdownGroup, serviceName: "leave"),
                 .init(service: nodeState, serviceName: "node-state"),
@@ -550,5 +555,19 @@ public enum NodeMetricsBootstrap {
             descriptor: .init(namespace: "starling", metricName: "build_info", unitName: "", helpText: "Build information; always 1."),
             labels: [("version", StarlingVersion.version), ("commit", StarlingVersion.commit ?? "unknown"), ("swift", StarlingVersion.swift)]
         ).set(to: 1.0)
+    }
+}
+
+/// Runs a service with an event loop as its task executor preference (nil: as it is).
+public struct OnEventLoopService<Base: Service>: Service {
+    let base: Base
+    let eventLoop: (any EventLoop)?
+    public init(_ base: Base, eventLoop: (any EventLoop)?) {
+        self.base = base
+        self.eventLoop = eventLoop
+    }
+    public func run() async throws {
+        guard let eventLoop else { return try await base.run() }
+        try await withTaskExecutorPreference(EventLoopTaskExecutor(eventLoop)) { try await base.run() }
     }
 }

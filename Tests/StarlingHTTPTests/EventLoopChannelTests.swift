@@ -43,6 +43,34 @@ import Testing
         }
     }
 
+    /// With one loop as the server's group (`http.single_event_loop`), every connection's
+    /// handlers run on that loop; with the whole group, connections spread over its loops.
+    @Test func aSingleLoopServesEveryConnection() async throws {
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        let clients = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let router = Router()
+        router.get("which") { _, _ in MultiThreadedEventLoopGroup.currentEventLoop === loop ? "chosen" : "other" }
+        let spread = Array(MultiThreadedEventLoopGroup.singleton.makeIterator()).count > 1 ? ["chosen", "other"] : ["chosen"]
+        for (provider, want) in [(EventLoopGroupProvider.shared(loop), ["chosen"]), (.singleton, spread)] {
+            let app = Application(router: router, server: .http1OnEventLoop(), eventLoopGroupProvider: provider)
+            let seen = try await app.test(.live) { client -> Set<String> in
+                let port = try #require(client.port)
+                var seen = Set<String>()
+                // A new connection per request, as clients that do not keep connections alive.
+                for _ in 0..<24 {
+                    // Clients on a group of their own: `next()` on the server's group is round robin,
+                    // and a client taking a loop of it between two accepts would skew the spread.
+                    seen.insert(try await TestClient.withClient(host: "localhost", port: port, eventLoopGroupProvider: .shared(clients)) { c in
+                        String(buffer: try await c.execute(.init("/which", method: .get)).body ?? ByteBuffer())
+                    })
+                }
+                return seen
+            }
+            #expect(Set(want).isSubset(of: seen) && seen.isSubset(of: Set(want)), "\(provider): \(seen)")
+        }
+        try await clients.shutdownGracefully()
+    }
+
     /// The control: Hummingbird's own HTTP/1 channel runs handlers off the event loops, so the
     /// check above can tell the two apart.
     @Test func hummingbirdsDefaultChannelRunsHandlersOffTheLoop() async throws {

@@ -32,6 +32,8 @@ public struct NodeConfig: Sendable, Equatable {
     /// get 413. Default 32 MiB: remote-write batches are < 1 MiB, line-protocol batches of 10k
     /// lines ~1 MiB; the bound keeps a misbehaving client from exhausting memory.
     public var maxBodyBytes: Int = 32 << 20
+    /// `http.single_event_loop`: one event loop accepts and serves every HTTP connection.
+    public var httpSingleEventLoop = true
 
     // MARK: cluster
     /// Gossip (SWIM) listen address: UDP for the protocol and TCP for push-pull, on the same port

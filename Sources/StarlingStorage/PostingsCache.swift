@@ -16,10 +16,18 @@ import Synchronization
 /// leapfrog join (which never reads such a list whole) is chosen without reading it again.
 /// Bounded by `capacityBytes`, evicting in insertion order.
 final class PostingsCache: Sendable {
+    /// Name and value as bytes: `String` equality is Unicode canonical equivalence, and two
+    /// label values that are equivalent but differ in bytes are different postings lists.
     struct Key: Hashable, Sendable {
         var block: Int32
-        var name: String
-        var value: String
+        var name: [UInt8]
+        var value: [UInt8]
+
+        init(block: Int32, name: String, value: String) {
+            self.block = block
+            self.name = Array(name.utf8)
+            self.value = Array(value.utf8)
+        }
     }
 
     enum Cached: Equatable {
@@ -98,7 +106,7 @@ final class PostingsCache: Sendable {
         case .ids(let ids): size = ids.count * 8
         case .tooLong: size = 0
         }
-        let cost = Self.perEntryCost + key.name.utf8.count + key.value.utf8.count + size
+        let cost = Self.perEntryCost + key.name.count + key.value.count + size
         guard cost <= capacityBytes / 4 else { return }
         state.withLock { s in
             guard s.isCurrent(key.block, token) else { return }
@@ -113,10 +121,7 @@ final class PostingsCache: Sendable {
                 s.orderHead += 1
                 if let e = s.entries.removeValue(forKey: k) { s.cost -= e.cost }
             }
-            if s.orderHead > 1024, s.orderHead * 2 > s.order.count {
-                s.order.removeFirst(s.orderHead)
-                s.orderHead = 0
-            }
+            compactOrder(&s.order, &s.orderHead, live: s.entries)
         }
     }
 
@@ -165,4 +170,14 @@ final class PostingsCache: Sendable {
     var statistics: Statistics {
         state.withLock { Statistics(hits: $0.hits, misses: $0.misses, bytes: $0.cost, entries: $0.entries.count) }
     }
+}
+
+/// Drops the slots of an insertion-order queue that no longer lead to an entry (invalidated,
+/// replaced or evicted keys), once they outnumber the entries: without this, keys invalidated
+/// and filled again over and over would grow the queue while the cache stays under its budget.
+func compactOrder<K: Hashable, V>(_ order: inout [K], _ head: inout Int, live: [K: V]) {
+    guard order.count - head > 2 * live.count + 1024 else { return }
+    var seen = Set<K>()
+    order = order[head...].filter { live[$0] != nil && seen.insert($0).inserted }
+    head = 0
 }

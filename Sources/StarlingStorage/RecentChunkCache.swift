@@ -92,10 +92,7 @@ struct RecentChunkCache {
             orderHead += 1
             if let e = entries.removeValue(forKey: k) { cost -= e.cost }
         }
-        if orderHead > 1024, orderHead * 2 > order.count {
-            order.removeFirst(orderHead)
-            orderHead = 0
-        }
+        compactOrder(&order, &orderHead, live: entries)
     }
 
     mutating func invalidate(_ key: Key) {
@@ -131,6 +128,7 @@ struct RecentChunkCache {
     /// Drops what `batch` (just written) makes stale: the (series, block) of every chunk key it
     /// puts or deletes; everything for a range delete that may cover chunk keys.
     mutating func invalidate(after batch: KVWriteBatch) {
+        guard isEnabled else { return }
         for op in batch.operations {
             switch op {
             case .put(let key, _), .delete(let key):

@@ -136,4 +136,24 @@ import Testing
         _ = try await db.select([.eq("__name__", "a"), .eq("host", "h3")], hints: SelectHints(startMs: t0, endMs: t0))
         #expect(db.statistics().postingsCacheHits == 2)
     }
+
+    /// Label values that are canonically equivalent but differ in bytes are different series:
+    /// the cache must not answer one's list for the other (Swift `String` equality would).
+    @Test func canonicallyEquivalentValuesStayDistinct() async throws {
+        let db = try TimeSeriesDB(store: MemoryKV(), nowMs: t0)
+        let nfc = "Z\u{FC}rich", nfd = "Zu\u{308}rich"
+        #expect(nfc == nfd && Array(nfc.utf8) != Array(nfd.utf8))
+        _ = try db.append([
+            SeriesSamples(labels: L(["__name__": "m", "city": nfc]), samples: [Sample(t0, 1)]),
+            SeriesSamples(labels: L(["__name__": "m", "city": nfd]), samples: [Sample(t0, 2)]),
+        ], nowMs: t0)
+        for _ in 0..<2 {
+            for (value, want) in [(nfc, 1.0), (nfd, 2.0)] {
+                let set = try await db.select([.eq("__name__", "m"), .eq("city", value)], hints: SelectHints(startMs: t0, endMs: t0))
+                let s = try #require(try await set.next())
+                #expect(try ChunkOps.merge(s.chunks, minTimeMs: t0, maxTimeMs: t0).map(\.value) == [want])
+                #expect(try await set.next() == nil)
+            }
+        }
+    }
 }

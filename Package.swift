@@ -178,7 +178,7 @@ let package = Package(
         .executableTarget(
             name: "starling-bench",
             dependencies: [
-                "StarlingCore", "StarlingProto", "StarlingCompression", "StarlingTestKit", "StarlingIngest",
+                "StarlingCore", "StarlingChunk", "StarlingProto", "StarlingCompression", "StarlingTestKit", "StarlingIngest",
                 "StarlingStorage", "StarlingRocksDB",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

@@ -45,11 +45,11 @@ public enum ChunkCodec {
     /// over more samples but make every read of a short range decode more; Prometheus uses 120.
     public static let defaultSamplesPerChunk = 240
 
-    /// Largest valid chunk in bytes: the headers (3 common bytes, a 10-byte timestamp varint, 26
+    /// Largest valid chunk in bytes: the headers (3 common bytes, a 10-byte timestamp varint, 43
     /// decimal bytes at most), the first XOR value, and 146 bits per further sample (the longest
     /// timestamp code, 69 bits, plus the longest value code, 77). Decoders refuse anything
     /// longer before copying it, so a hostile length cannot make them allocate more.
-    public static let maxChunkBytes = 3 + 10 + 26 + (64 + (maxSamplesPerChunk - 1) * 146 + 7) / 8
+    public static let maxChunkBytes = 3 + 10 + 43 + (64 + (maxSamplesPerChunk - 1) * 146 + 7) / 8
 
     /// Bytes before the encoding-specific part: encoding byte and the 2-byte sample count.
     static let countOffset = 1

@@ -41,7 +41,11 @@ public struct ChunkIterator: Sendable {
     private var mantissa: Int64 = 0
     private var mantissaDelta: Int64 = 0
     private var divisor: Int64 = 1
+    private var centre: Int64 = 0
     private var widths: UInt32 = 0
+    /// A one-range chunk's truncated-binary parameters (`DecimalCodec.OneRange`); k < 0: buckets.
+    private var rangeK = -1
+    private var rangeU: UInt64 = 0
     private var multiplier: Double = 1
     private var denominator: Double = 1
 
@@ -108,9 +112,22 @@ public struct ChunkIterator: Sendable {
                     throw .malformed(context: "decimal chunk: divisor \(g) outside 1...2^63-1")
                 }
                 divisor = Int64(g)
+                centre = 0
+                if mode == .centredDelta {
+                    centre = try r.readVarint("decimal chunk centre")
+                }
                 widths = 0
+                rangeK = -1
                 for b in 0..<4 {
                     let wb = try r.readByte("decimal chunk bucket width")
+                    if b == 0 && wb == DecimalCodec.oneRangeMarker {
+                        let largest = try r.readUVarint("decimal chunk largest code")
+                        guard let range = DecimalCodec.OneRange(max: largest) else {
+                            throw .malformed(context: "decimal chunk: largest code \(largest) is not below 2^63")
+                        }
+                        (rangeK, rangeU) = (range.k, range.u)
+                        break
+                    }
                     guard wb <= 64 else { throw .malformed(context: "decimal chunk: bucket width \(wb) exceeds 64") }
                     widths |= UInt32(wb) << (8 * UInt32(b))
                 }
@@ -192,12 +209,29 @@ public struct ChunkIterator: Sendable {
 
     @inline(__always)
     private mutating func nextDecimalValue(_ base: UnsafeRawPointer, _ pos: inout Int) {
-        let w = BitRead.peek(base, pos)
-        let entry = Int(truncatingIfNeeded: DecimalCodec.prefixTable &>> ((w &>> 61) &* 4)) & 0xF
-        let width = Int(truncatingIfNeeded: widths &>> UInt32(8 &* (entry & 3))) & 0xFF
-        pos &+= entry &>> 2
-        let q = ZigZag.decode(BitRead.read(base, &pos, width)) &* divisor
-        if valueMode == .delta {
+        var z: UInt64
+        if rangeK >= 0 {
+            if rangeK < 56 {
+                // Both candidate codes from one load, picked without a branch: noise makes the
+                // choice unpredictable.
+                let y = BitRead.peek(base, pos) &>> UInt64(63 &- rangeK)  // k + 1 bits
+                let x = y &>> 1
+                let long = x >= rangeU
+                z = long ? y &- rangeU : x
+                pos &+= long ? rangeK &+ 1 : rangeK
+            } else {
+                z = BitRead.read(base, &pos, rangeK)
+                if z >= rangeU { z = (z &<< 1 | BitRead.read(base, &pos, 1)) &- rangeU }
+            }
+        } else {
+            let w = BitRead.peek(base, pos)
+            let entry = Int(truncatingIfNeeded: DecimalCodec.prefixTable &>> ((w &>> 61) &* 4)) & 0xF
+            let width = Int(truncatingIfNeeded: widths &>> UInt32(8 &* (entry & 3))) & 0xFF
+            pos &+= entry &>> 2
+            z = BitRead.read(base, &pos, width)
+        }
+        let q = (ZigZag.decode(z) &+ centre) &* divisor
+        if valueMode != .deltaOfDelta {
             mantissa &+= q
         } else {
             mantissaDelta &+= q

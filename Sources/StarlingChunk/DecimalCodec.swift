@@ -11,14 +11,26 @@ import StarlingCore
 /// - exponent, one byte, `Int8` in -22...22: value = `Double(m) / 10^e` for e ≥ 0, and
 ///   `Double(m) * 10^-e` for e < 0 (powers of ten up to 10^22 are exact doubles, so both are one
 ///   correctly rounded IEEE operation);
-/// - value mode, one byte: 0 constant, 1 delta, 2 delta of delta;
+/// - value mode, one byte: 0 constant, 1 delta, 2 delta of delta, 3 centred delta;
 /// - first mantissa, zig-zag varint;
-/// - mode 1 and 2 only: `g` ≥ 1 as uvarint, every stored difference is a multiple of `g` (byte
-///   gauges move in pages of 4096, say), and four bucket widths, one byte each, 0...64.
+/// - modes 1...3: `g` ≥ 1 as uvarint, every stored difference is a multiple of `g` (byte
+///   gauges move in pages of 4096, say);
+/// - mode 3 only: the centre `c`, zig-zag varint, in units of `g`;
+/// - modes 1...3: four bucket widths, one byte each, 0...64; or, in a one-range chunk, the byte
+///   0x80 and the largest value code `M` < 2^63 as uvarint.
 /// Then the bit stream, for each sample i ≥ 1: the timestamp code (as in encoding 1) and, unless
-/// the mode is constant, a value code: the zig-zag of `diff / g` in the bucket where it costs least,
-/// behind its prefix `0`, `10`, `110` or `111` (buckets 0...3). The widths and their order are
-/// chosen per chunk to minimize its size (`optimalBuckets`); the decoder only reads the table.
+/// the mode is constant, a value code: the zig-zag of `diff / g` (mode 3: `diff / g - c`) in the
+/// bucket where it costs least, behind its prefix `0`, `10`, `110` or `111` (buckets 0...3). The
+/// widths and their order are chosen per chunk to minimize its size (`optimalBuckets`); the
+/// decoder only reads the table. A one-range chunk codes every value `z` in 0...M in truncated
+/// binary instead, with no prefix: with `R = M + 1`, `k = ⌊log2 R⌋` and `u = 2^(k+1) - R`,
+/// `z < u` is written in `k` bits and any other `z` as `z + u` in `k + 1` bits. That is within
+/// 0.09 bits of log2 R for every code, where uniform noise (a counter's jitter around its rate)
+/// costs buckets about a bit more; the encoder takes whichever is smaller.
+///
+/// Mode 3 is for counters: a counter's deltas cluster around its rate, so their zig-zags all
+/// cost about log2(2 × rate) bits, and its deltas of deltas spread over twice the noise. Coded
+/// against the median delta, a delta costs only what its noise does.
 ///
 /// A chunk is only produced when every value round-trips bit for bit through its mantissa, so
 /// -0.0, NaN, ±Inf and values needing more than 53 mantissa bits keep encoding 1.
@@ -37,12 +49,15 @@ enum DecimalCodec {
         case constant = 0
         case delta = 1
         case deltaOfDelta = 2
+        case centredDelta = 3
     }
 
     /// Value-code prefixes: length and bucket for each value of a code's first three bits,
     /// packed as 4-bit `length << 2 | bucket` entries (`0xx` → 1/0, `10x` → 2/1, `110` → 3/2,
     /// `111` → 3/3).
     static let prefixTable: UInt64 = 0xFE99_4444
+    /// The byte in place of the bucket widths that marks a one-range chunk.
+    static let oneRangeMarker: UInt8 = 0x80
     static let prefixLength: (Int, Int, Int, Int) = (1, 2, 3, 3)
     static let prefixBits: (UInt64, UInt64, UInt64, UInt64) = (0b0, 0b10, 0b110, 0b111)
 
@@ -98,14 +113,8 @@ enum DecimalCodec {
         let (e, m) = found
 
         var mode = Mode.constant
-        var best = Plan(g: 1, widths: 0, bucketForLength: [], bits: 0)
-        if n > 1, m.contains(where: { $0 != m[0] }) {
-            let delta = plan(m, order: 1)
-            let dod = plan(m, order: 2)
-            let deltaCost = delta.bits + 8 * uvarintSize(UInt64(delta.g))
-            let dodCost = dod.bits + 8 * uvarintSize(UInt64(dod.g))
-            (mode, best) = dodCost < deltaCost ? (.deltaOfDelta, dod) : (.delta, delta)
-        }
+        var best = Plan(g: 1)
+        if n > 1, m.contains(where: { $0 != m[0] }) { (mode, best) = plan(m) }
         let g = best.g
 
         var w = BitWriter(bytes: [ChunkEncoding.decimal.rawValue, UInt8(truncatingIfNeeded: n >> 8), UInt8(truncatingIfNeeded: n)])
@@ -116,7 +125,13 @@ enum DecimalCodec {
         w.appendUVarint(ZigZag.encode(m[0]))
         if mode != .constant {
             w.appendUVarint(UInt64(g))
-            for b in 0..<4 { w.appendByte(UInt8(truncatingIfNeeded: best.widths >> (8 * b))) }
+            if mode == .centredDelta { w.appendUVarint(ZigZag.encode(best.centre)) }
+            if let range = best.range {
+                w.appendByte(oneRangeMarker)
+                w.appendUVarint(range.max)
+            } else {
+                for b in 0..<4 { w.appendByte(UInt8(truncatingIfNeeded: best.widths >> (8 * b))) }
+            }
         }
 
         var prevT = samples[0].timestampMs
@@ -134,6 +149,8 @@ enum DecimalCodec {
                 break
             case .delta:
                 writeValue(divide(m[i] - m[i - 1], g), best, &w)
+            case .centredDelta:
+                writeValue(divide(m[i] - m[i - 1], g) &- best.centre, best, &w)
             case .deltaOfDelta:
                 let diff = m[i] - m[i - 1]
                 writeValue(divide(diff - prevDiff, g), best, &w)
@@ -146,6 +163,14 @@ enum DecimalCodec {
     @inline(__always)
     static func writeValue(_ q: Int64, _ plan: Plan, _ w: inout BitWriter) {
         let z = ZigZag.encode(q)
+        if let range = plan.range {
+            if z < range.u {
+                w.write(z, range.k)
+            } else {
+                w.write(z &+ range.u, range.k + 1)
+            }
+            return
+        }
         let b = Int(plan.bucketForLength[64 - z.leadingZeroBitCount])
         let width = Int((plan.widths >> (8 * UInt32(b))) & 0xFF)
         let (plen, prefix): (Int, UInt64)
@@ -166,36 +191,151 @@ enum DecimalCodec {
     struct Plan {
         var g: Int64
         /// Bucket widths in code order (bucket 0 = prefix `0`), one byte each.
-        var widths: UInt32
+        var widths: UInt32 = 0
         /// For each bit length 0...64 of a coded value, the bucket it is written in.
-        var bucketForLength: [UInt8]
-        var bits: Int
+        var bucketForLength: [UInt8] = []
+        /// Bits of the value stream.
+        var bits = 0
+        /// Mode 3 only: what is subtracted from each `diff / g` before coding.
+        var centre: Int64 = 0
+        /// A one-range chunk's largest code and its truncated-binary parameters; nil: buckets.
+        var range: OneRange?
+
+        /// Bits of the value stream and of the header fields that depend on the plan.
+        var cost: Int {
+            let header = uvarintSize(UInt64(g)) + (centre != 0 ? uvarintSize(ZigZag.encode(centre)) : 0)
+                + (range.map { 1 + uvarintSize($0.max) } ?? 4)
+            return bits + 8 * header
+        }
     }
 
-    /// The divisor, buckets and value-stream size of coding the mantissas' differences of
-    /// `order` 1 (delta) or 2 (delta of delta, the first delta taken against 0).
-    static func plan(_ m: [Int64], order: Int) -> Plan {
-        var g: UInt64 = 0
-        var prevDiff: Int64 = 0
-        for i in 1..<m.count {
-            let diff = m[i] - m[i - 1]
-            let q = order == 1 ? diff : diff - prevDiff
-            prevDiff = diff
-            if g != 1, q != 0 { g = gcd(g, q.magnitude) }
+    /// Truncated binary over 0...max.
+    struct OneRange {
+        let max: UInt64
+        /// ⌊log2(max + 1)⌋: codes below `u` take `k` bits, the others `k + 1`.
+        let k: Int
+        let u: UInt64
+
+        /// Nil when `max` ≥ 2^63 (then `max + 1` does not fit in 64 bits).
+        init?(max: UInt64) {
+            guard max < 1 << 63 else { return nil }
+            self.max = max
+            let r = max + 1
+            k = 63 - r.leadingZeroBitCount
+            u = (1 &<< UInt64(k + 1)) &- r
         }
-        if g == 0 { g = 1 }
-        let gi = Int64(g)
+
+        func bits(_ z: UInt64) -> Int { z < u ? k : k + 1 }
+    }
+
+    /// The cheaper of buckets and one range for the value codes `codes`.
+    static func choose(_ codes: [UInt64], g: Int64, centre: Int64) -> Plan {
         var histogram = [Int](repeating: 0, count: 65)
-        prevDiff = 0
-        for i in 1..<m.count {
-            let diff = m[i] - m[i - 1]
-            let q = order == 1 ? diff : diff - prevDiff
-            prevDiff = diff
-            histogram[64 - ZigZag.encode(divide(q, gi)).leadingZeroBitCount] += 1
+        var largest: UInt64 = 0
+        for z in codes {
+            histogram[64 - z.leadingZeroBitCount] += 1
+            largest = Swift.max(largest, z)
         }
         var plan = optimalBuckets(histogram)
-        plan.g = gi
+        plan.g = g
+        plan.centre = centre
+        if let range = OneRange(max: largest) {
+            var bits = 0
+            for z in codes { bits += range.bits(z) }
+            var ranged = Plan(g: g, bits: bits, centre: centre, range: range)
+            ranged.widths = 0
+            if ranged.cost < plan.cost { return ranged }
+        }
         return plan
+    }
+
+    /// The lower median of `values`, which it reorders (quickselect: linear on average).
+    static func median(_ values: inout [Int64]) -> Int64 {
+        let k = (values.count - 1) / 2
+        var lo = 0
+        var hi = values.count - 1
+        while lo < hi {
+            let pivot = values[lo + (hi - lo) / 2]
+            var i = lo
+            var j = hi
+            while i <= j {
+                while values[i] < pivot { i += 1 }
+                while values[j] > pivot { j -= 1 }
+                if i <= j {
+                    values.swapAt(i, j)
+                    i += 1
+                    j -= 1
+                }
+            }
+            if k <= j {
+                hi = j
+            } else if k >= i {
+                lo = i
+            } else {
+                break
+            }
+        }
+        return values[k]
+    }
+
+    /// The value mode and plan for mantissas that are not all equal. The three non-constant modes
+    /// are compared by the summed bit lengths of their codes, a close proxy for their size under
+    /// either coding, and only the winner is planned exactly: bucket planning is the encoder's
+    /// main cost, and it runs under the head lock whenever a chunk closes.
+    static func plan(_ m: [Int64]) -> (Mode, Plan) {
+        let count = m.count - 1
+        var g1: UInt64 = 0  // divides every delta
+        var g2: UInt64 = 0  // divides every delta of delta
+        var previous: Int64 = 0
+        var deltas = [Int64](unsafeUninitializedCapacity: count) { buffer, initialized in
+            for i in 0..<count {
+                let d = m[i + 1] - m[i]
+                let dd = d - previous
+                previous = d
+                buffer[i] = d
+                if g1 != 1, d != 0 { g1 = gcd(g1, d.magnitude) }
+                if g2 != 1, dd != 0 { g2 = gcd(g2, dd.magnitude) }
+            }
+            initialized = count
+        }
+        let deltaG = Int64(Swift.max(g1, 1))
+        let dodG = Int64(Swift.max(g2, 1))
+        if deltaG != 1 {
+            for i in 0..<count { deltas[i] /= deltaG }
+        }
+        var scratch = deltas
+        let centre = median(&scratch)
+
+        @inline(__always) func length(_ q: Int64) -> Int { 64 - ZigZag.encode(q).leadingZeroBitCount }
+        var deltaBits = 0
+        var dodBits = 0
+        var centredBits = 0
+        previous = 0
+        for i in 0..<count {
+            let q = deltas[i]
+            deltaBits += length(q)
+            centredBits += length(q &- centre)
+            let d = q &* deltaG
+            dodBits += length(divide(d - previous, dodG))
+            previous = d
+        }
+        var codes = [UInt64]()
+        codes.reserveCapacity(count)
+        if centre != 0 && centredBits < Swift.min(deltaBits, dodBits) {
+            for q in deltas { codes.append(ZigZag.encode(q &- centre)) }
+            return (.centredDelta, choose(codes, g: deltaG, centre: centre))
+        }
+        if dodBits < deltaBits {
+            previous = 0
+            for q in deltas {
+                let d = q &* deltaG
+                codes.append(ZigZag.encode(divide(d - previous, dodG)))
+                previous = d
+            }
+            return (.deltaOfDelta, choose(codes, g: dodG, centre: 0))
+        }
+        for q in deltas { codes.append(ZigZag.encode(q)) }
+        return (.delta, choose(codes, g: deltaG, centre: 0))
     }
 
     /// `x / g`; most chunks have g == 1, and a 64-bit division costs tens of cycles.

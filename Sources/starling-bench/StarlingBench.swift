@@ -11,7 +11,7 @@ struct StarlingBench: AsyncParsableCommand {
         commandName: "starling-bench",
         abstract: "Ingest benchmark: node-exporter-like load over remote write or line protocol, against Starling or VictoriaMetrics.",
         discussion: "scripts/bench-ingest runs both servers side by side; docs/benchmarks.md has the figures.",
-        subcommands: [Ingest.self, Table.self, Describe.self, PipelineCommand.self],
+        subcommands: [Ingest.self, Table.self, Describe.self, PipelineCommand.self, ChunksCommand.self],
         defaultSubcommand: Ingest.self)
 }
 

@@ -1,3 +1,4 @@
+import Foundation
 import StarlingChunk
 import StarlingCore
 import StarlingTestKit
@@ -33,7 +34,7 @@ import Testing
         #expect(header(big).exponent < 0)
     }
 
-    @Test func constantDeltaAndDeltaOfDeltaModes() throws {
+    @Test func everyValueMode() throws {
         let ts = regularTimestamps(240)
         #expect(header(try roundTrip(series(ts) { _ in 123.45 })).mode == 0)
         var rng = SeededRandom(seed: 7)
@@ -43,12 +44,21 @@ import Testing
             return Double(walk) / 100
         })
         #expect(header(gauge).mode == 1)
+        // A counter at a steady rate: its deltas against their median.
         var ticks = 1_000_000
         let counter = try roundTrip(series(ts) { _ in
             ticks += 1400 + rng.int(-3...3)
             return Double(ticks) / 100
         })
-        #expect(header(counter).mode == 2)
+        #expect(header(counter).mode == 3)
+        // A counter whose rate keeps growing: delta of delta.
+        var rate = 100
+        let accelerating = try roundTrip(series(ts) { _ in
+            rate += 50 + rng.int(-1...1)
+            ticks += rate
+            return Double(ticks)
+        })
+        #expect(header(accelerating).mode == 2)
         // A single sample is always the constant mode.
         #expect(header(try roundTrip([Sample(5, 0.25)])).mode == 0)
     }
@@ -102,6 +112,62 @@ import Testing
             #expect(dec.bytes.count < xor.bytes.count, "\(kind)")
             #expect(ChunkEncoder.encodeChunk(samples[...]) == dec, "\(kind)")
         }
+    }
+
+    /// Codes spread evenly over 0...M take one range, in truncated binary; this walks M over
+    /// powers of two and their neighbours, as far as mantissas stay below 2^53, and checks every
+    /// chunk round-trips and is about as small as the range allows.
+    @Test func oneRangeCodesEveryRangeWidth() throws {
+        var rng = SeededRandom(seed: 12)
+        var ranges: [Int64] = [0, 1, 2, 3, 5, 6, 7]
+        for bits in 3...44 { ranges += [(1 << bits) - 1, 1 << bits, (1 << bits) + 1, (1 << bits) + (1 << (bits - 1))] }
+        for r in ranges {
+            // Deltas uniform in 1000 + 0...r, both ends present, so the codes cover the range.
+            var v: Int64 = 0
+            let deltas = (0..<239).map { i -> Int64 in i == 0 ? 1000 : i == 1 ? 1000 + r : 1000 + Int64.random(in: 0...r, using: &rng) }
+            let samples = series(regularTimestamps(240)) { i in
+                if i > 0 { v += deltas[i - 1] }
+                return Double(v)
+            }
+            let chunk = try roundTrip(samples)
+            let coding = GoldenTests.valueCoding(chunk.bytes)
+            if r >= 2 { #expect(coding.oneRange, "range \(r)") }
+            // At most 30 header bytes; the first timestamp delta takes 25 bits and every other
+            // one bit; each value within 1.1 bits of log2 of the ~r + 2 codes.
+            let bound = 30 * 8 + 25 + 238 + Int((239 * (log2(Double(r) + 2) + 1.1)).rounded(.up))
+            #expect(chunk.bytes.count * 8 <= bound, "range \(r): \(chunk.bytes.count * 8) bits, bound \(bound)")
+        }
+    }
+
+    /// Codes of 56 bits and more, which no encoder run on real mantissas writes but a damaged or
+    /// hostile chunk may hold, take the decoder's two-load path. Hand-made: two samples, delta
+    /// mode, one range with M = 3 × 2^59 - 1 (k = 60, u = 2^59), the second value's code 2^60
+    /// written as 2^60 + 2^59 in 61 bits; it decodes to a mantissa of 2^59.
+    @Test func oneRangeCodesBeyondOneLoad() throws {
+        var bytes: [UInt8] = [0x02, 0x00, 0x02, 0x00, 0x00, 0x01, 0x00, 0x01, 0x80]
+        var m: UInt64 = 3 << 59 - 1
+        while m >= 0x80 {
+            bytes.append(UInt8(m & 0x7F) | 0x80)
+            m >>= 7
+        }
+        bytes.append(UInt8(m))
+        // Bit stream: timestamp dod 15,000 as `11110` + 20 bits, then the 61-bit code.
+        var bits: [Bool] = [true, true, true, true, false]
+        bits += (0..<20).reversed().map { 15_000 >> $0 & 1 == 1 }
+        let code: UInt64 = 1 << 60 + 1 << 59
+        bits += (0..<61).reversed().map { code >> UInt64($0) & 1 == 1 }
+        for start in stride(from: 0, to: bits.count, by: 8) {
+            var byte: UInt8 = 0
+            for i in 0..<8 { byte = byte << 1 | (start + i < bits.count && bits[start + i] ? 1 : 0) }
+            bytes.append(byte)
+        }
+        let samples = try decodeChunk(bytes)
+        expectBitwiseEqual(samples, [Sample(0, 0), Sample(15_000, Double(1 << 59 as Int64))], "61-bit code")
+        // A largest code of 2^63 or more is refused.
+        var bad: [UInt8] = [0x02, 0x00, 0x02, 0x00, 0x00, 0x01, 0x00, 0x01, 0x80]
+        bad += [0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01]  // 2^63
+        bad += [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+        #expect(throws: DecodeError.self) { try decodeChunk(bad) }
     }
 
     @Test func encoderCutsBalancedChunks() throws {

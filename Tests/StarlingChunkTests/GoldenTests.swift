@@ -34,6 +34,10 @@ import Testing
     static let gaugeValues: [Double] = [45.27, 45.3, 45.25, 45.31, 45.31, 45.2]
     static let counterValues: [Double] = [12_345.67, 12_359.9, 12_374.12, 12_388.37, 12_402.6, 12_416.84]
     static let pageValues: [Double] = [4_096_000, 4_108_288, 4_087_808, 4_087_808, 4_136_960]
+    /// A counter whose rate grows steadily: delta of delta.
+    static let rampValues: [Double] = (0..<16).map { Double(1_000 + 5 * $0 * ($0 + 1)) }
+    /// Mostly flat with rare large moves: peaked codes, which buckets hold in fewer bits than a range.
+    static let stepValues: [Double] = [7, 7, 7, 7, 7, 7, 7, 7, 9_007, 9_007, 9_007, 9_007, 9_007, 9_007, 9_007, 9_008]
     /// One delta-of-delta in each timestamp bucket: 0, ±64, ±256, ±2048, ±2^19, escape.
     static let bucketTimestamps: [Int64] = timestamps(dods: [15_000, 0, 5, -70, 300, -2_000, 600_000, 1 << 33])
 
@@ -47,7 +51,13 @@ import Testing
         Case(name: "decimal-constant", encoding: .decimal, samples: samples(regularTimestamps(4), [Double](repeating: 16_777_216_000, count: 4))),
         Case(name: "decimal-large", encoding: .decimal, samples: samples(regularTimestamps(3), [1e20, 2e20, 3.5e21])),
         Case(name: "decimal-pages", encoding: .decimal, samples: samples(regularTimestamps(5), pageValues)),
+        Case(name: "decimal-ramp", encoding: .decimal, samples: samples(regularTimestamps(16), rampValues)),
+        Case(name: "decimal-steps", encoding: .decimal, samples: samples(regularTimestamps(16), stepValues)),
         Case(name: "decimal-pages-sorted-widths", encoding: .decimal, samples: samples(regularTimestamps(5), pageValues), decodeOnly: true),
+        Case(name: "decimal-gauge-before-ranges", encoding: .decimal, samples: samples(gaugeTimestamps, gaugeValues), decodeOnly: true),
+        Case(name: "decimal-counter-before-ranges", encoding: .decimal, samples: samples(regularTimestamps(6), counterValues), decodeOnly: true),
+        Case(name: "decimal-large-before-ranges", encoding: .decimal, samples: samples(regularTimestamps(3), [1e20, 2e20, 3.5e21]), decodeOnly: true),
+        Case(name: "decimal-pages-before-ranges", encoding: .decimal, samples: samples(regularTimestamps(5), pageValues), decodeOnly: true),
     ]
 
     static func timestamps(dods: [Int64]) -> [Int64] {
@@ -102,15 +112,36 @@ import Testing
         #expect(try ChunkCodec.validate(chunk) == c.samples.count)
     }
 
-    @Test func fixturesCoverBothValueModes() throws {
-        func mode(_ name: String) throws -> UInt8 {
-            let bytes = try Self.encode(Self.cases.first { $0.name == name }!)
-            var i = 3
-            while bytes[i] & 0x80 != 0 { i += 1 }
-            return bytes[i + 2]
+    /// The value mode and whether the codes are one range, from a decimal chunk's header.
+    static func valueCoding(_ bytes: [UInt8]) -> (mode: UInt8, oneRange: Bool) {
+        var r = ByteReader(bytes)
+        func skipVarint() { while (try? r.readByte("varint")).map({ $0 & 0x80 != 0 }) == true {} }
+        _ = try? r.readByte("encoding")
+        _ = try? r.readBigEndian(UInt16.self, "count")
+        skipVarint()  // first timestamp
+        _ = try? r.readByte("exponent")
+        let mode = (try? r.readByte("mode")) ?? 0xFF
+        skipVarint()  // first mantissa
+        guard mode != 0 else { return (mode, false) }
+        skipVarint()  // divisor
+        if mode == 3 { skipVarint() }  // centre
+        return (mode, (try? r.readByte("widths")) == 0x80)
+    }
+
+    @Test func fixturesCoverEveryValueCoding() throws {
+        func coding(_ name: String) throws -> (mode: UInt8, oneRange: Bool) {
+            Self.valueCoding(try Self.encode(Self.cases.first { $0.name == name }!))
         }
-        #expect(try mode("decimal-gauge") == 1)
-        #expect(try mode("decimal-counter") == 2)
-        #expect(try mode("decimal-constant") == 0)
+        #expect(try coding("decimal-constant").mode == 0)
+        #expect(try coding("decimal-gauge") == (1, true))
+        #expect(try coding("decimal-ramp").mode == 2)
+        #expect(try coding("decimal-counter") == (3, true))
+        #expect(try coding("decimal-steps").oneRange == false)
+        // Chunks of the earlier encoder: every mode with four bucket widths.
+        let old = try ["gauge", "counter", "pages"].map { name in
+            let url = try #require(Bundle.module.url(forResource: "decimal-\(name)-before-ranges", withExtension: "hex", subdirectory: "Fixtures"))
+            return Self.valueCoding(try Self.parseHex(String(contentsOf: url, encoding: .utf8)))
+        }
+        #expect(old.map(\.mode) == [1, 2, 1] && old.allSatisfy { !$0.oneRange })
     }
 }

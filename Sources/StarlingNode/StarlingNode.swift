@@ -441,7 +441,7 @@ public struct StarlingNode: Sendable {
             ReadRoutes(querier: querier, metrics: metrics, executor: executor).routes(),
             QueryRoutes(
                 querier: querier, api: Self.queryAPI(config, metrics: metrics), metrics: metrics, executor: executor,
-                nowMs: Self.wallClockMs,
+                placement: QueryPlacement(budget: config.queryInlineBudget), nowMs: Self.wallClockMs,
                 buildInfo: .init(starlingVersion: StarlingVersion.version, revision: StarlingVersion.commit ?? "unknown", swiftVersion: StarlingVersion.swift)
             ).routes(),
             ExportRoutes(querier: querier, metrics: metrics, executor: executor).routes(),

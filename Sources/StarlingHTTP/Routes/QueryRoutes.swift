@@ -41,21 +41,25 @@ public struct QueryRoutes: Sendable {
     let api: PrometheusQueryAPI
     let metrics: StarlingMetrics
     let executor: BlockingExecutor
+    let placement: QueryPlacement
     let nowMs: @Sendable () -> Int64
     let buildInfo: BuildInfo
 
     /// - Parameters:
     ///   - querier: returns the querier, or throws (503) while storage is unavailable.
     ///   - api: the engine with the node's limits, and the limiter shared by all queries.
+    ///   - placement: which queries run inline instead of on `executor` (`query.inline_budget`).
     ///   - nowMs: wall-clock milliseconds, the default evaluation time of `/api/v1/query`.
     public init(
         querier: @escaping @Sendable () throws -> any Querier, api: PrometheusQueryAPI, metrics: StarlingMetrics,
-        executor: BlockingExecutor, nowMs: @escaping @Sendable () -> Int64, buildInfo: BuildInfo
+        executor: BlockingExecutor, placement: QueryPlacement = QueryPlacement(budget: .zero),
+        nowMs: @escaping @Sendable () -> Int64, buildInfo: BuildInfo
     ) {
         self.querier = querier
         self.api = api
         self.metrics = metrics
         self.executor = executor
+        self.placement = placement
         self.nowMs = nowMs
         self.buildInfo = buildInfo
     }
@@ -69,9 +73,9 @@ public struct QueryRoutes: Sendable {
                 let q = try querier()
                 let now = nowMs()
                 let api = self.api
-                // Evaluation reads storage synchronously: it runs on the blocking pool, never on
-                // an event loop.
-                let answer = try await executor.runAsync {
+                // Evaluation reads storage synchronously: it runs on the blocking pool, unless
+                // its last run was short enough to run inline (`QueryPlacement`).
+                let answer = try await placement.run(QueryPlacement.instantKey(params), pool: executor) {
                     await api.query(params, nowMs: now, querier: q, clock: ContinuousClock())
                 }
                 return Self.response(answer)
@@ -80,7 +84,7 @@ public struct QueryRoutes: Sendable {
                 let params = try await Self.formParameters(request)
                 let q = try querier()
                 let api = self.api
-                let answer = try await executor.runAsync {
+                let answer = try await placement.run(QueryPlacement.rangeKey(params), pool: executor) {
                     await api.queryRange(params, querier: q, clock: ContinuousClock())
                 }
                 return Self.response(answer)

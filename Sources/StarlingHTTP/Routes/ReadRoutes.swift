@@ -133,14 +133,58 @@ public struct ReadParameters: Sendable {
 
     /// Decodes `application/x-www-form-urlencoded` text (`+` is a space).
     static func formPairs(_ text: String) -> [(String, String)] {
-        text.split(separator: "&", omittingEmptySubsequences: true).map { item in
-            let parts = item.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            func decode(_ s: Substring) -> String {
-                let spaced = s.replacingOccurrences(of: "+", with: " ")
-                return spaced.removingPercentEncoding ?? spaced
+        var text = text
+        return text.withUTF8 { bytes in
+            var pairs: [(String, String)] = []
+            var start = 0
+            while start <= bytes.count {
+                var end = start
+                while end < bytes.count && bytes[end] != UInt8(ascii: "&") { end += 1 }
+                if end > start {
+                    var eq = start
+                    while eq < end && bytes[eq] != UInt8(ascii: "=") { eq += 1 }
+                    let name = formDecode(UnsafeBufferPointer(rebasing: bytes[start..<eq]))
+                    let value = eq < end ? formDecode(UnsafeBufferPointer(rebasing: bytes[(eq + 1)..<end])) : ""
+                    pairs.append((name, value))
+                }
+                start = end + 1
             }
-            return (decode(parts[0]), parts.count > 1 ? decode(parts[1]) : "")
+            return pairs
         }
+    }
+
+    /// One form-encoded name or value: `+` is a space and `%XX` a byte. A malformed escape, or
+    /// escapes that do not decode to UTF-8, leave the text as it came (with `+` still a space).
+    static func formDecode(_ bytes: UnsafeBufferPointer<UInt8>) -> String {
+        @inline(__always) func hex(_ c: UInt8) -> UInt8? {
+            switch c {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): return c - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): return c - UInt8(ascii: "a") + 10
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): return c - UInt8(ascii: "A") + 10
+            default: return nil
+            }
+        }
+        guard bytes.contains(where: { $0 == UInt8(ascii: "%") || $0 == UInt8(ascii: "+") }) else {
+            return String(decoding: bytes, as: UTF8.self)
+        }
+        let spaced = bytes.map { $0 == UInt8(ascii: "+") ? UInt8(ascii: " ") : $0 }
+        var out: [UInt8] = []
+        out.reserveCapacity(spaced.count)
+        var i = 0
+        while i < spaced.count {
+            let c = spaced[i]
+            if c == UInt8(ascii: "%") {
+                guard i + 2 < spaced.count, let hi = hex(spaced[i + 1]), let lo = hex(spaced[i + 2]) else {
+                    return String(decoding: spaced, as: UTF8.self)
+                }
+                out.append(hi << 4 | lo)
+                i += 3
+            } else {
+                out.append(c)
+                i += 1
+            }
+        }
+        return String(validating: out, as: UTF8.self) ?? String(decoding: spaced, as: UTF8.self)
     }
 
     /// Prometheus time syntax: Unix seconds with optional fraction, or RFC 3339.

@@ -469,6 +469,9 @@ extension ConfigKey {
         ConfigKey("query.max_concurrency", default: "20",
                   "PromQL queries evaluated at once; later ones wait their turn.",
                   apply: positiveInt(\.queryMaxConcurrency, 1...10_000), show: { .scalar(String($0.queryMaxConcurrency)) }),
+        ConfigKey("query.inline_budget", default: "1ms",
+                  "A query whose previous evaluation took at most this long is evaluated on the event loop serving its request instead of the blocking pool, saving two thread hand-offs; 0 keeps every query on the pool.",
+                  apply: duration(\.queryInlineBudget, min: .zero), show: { .scalar(ConfigSyntax.format($0.queryInlineBudget)) }),
 
         ConfigKey("log.level", env: "STARLING_LOG_LEVEL", flag: "--log-level", default: "info",
                   "Minimum log level: trace, debug (adds one line per HTTP request), info, notice, warning, error, critical.",

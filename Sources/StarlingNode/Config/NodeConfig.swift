@@ -178,6 +178,11 @@ public struct NodeConfig: Sendable, Equatable {
     /// Queries evaluated at once; later ones wait their turn. Default 20 (Prometheus
     /// `--query.max-concurrency`).
     public var queryMaxConcurrency: Int = 20
+    /// A query whose previous evaluation (same expression; range queries also the same step
+    /// count and range, to a power of two) took at most this long runs inline on the event loop
+    /// of its request instead of the blocking pool (`QueryPlacement`). Default 1 ms; zero keeps
+    /// every query on the pool.
+    public var queryInlineBudget: Duration = .milliseconds(1)
 
     // MARK: log
     /// Minimum level logged: trace, debug, info, notice, warning, error, critical. Default info.

@@ -92,6 +92,10 @@ struct HeadState {
     var totalSeries = 0
     var minBlock: Int32? = nil
     var maxBlock: Int32? = nil
+    /// Maintenance has closed the open chunks of every block before this one. A chunk opened in
+    /// one of them afterwards (a backfill, late samples) may follow a partial chunk of the same
+    /// series there, so its series-block is marked for compaction, which merges the pieces.
+    var sweptBefore: Int32 = .min
 
     var walBytesSinceCheckpoint = 0
     var lastCheckpointMs: Int64 = 0

@@ -393,7 +393,7 @@ public final class TimeSeriesDB: Querier, Sendable {
                         s.open!.append(sample)
                     } else {
                         closeOpen(s, &h, &out)
-                        startOpen(s, sample, block: b, seq: seq, replaying: replaying, options: options, out: &out)
+                        startOpen(s, sample, block: b, seq: seq, replaying: replaying, sweptBefore: h.sweptBefore, options: options, out: &out)
                     }
                     report.accepted += 1
                 } else if sample.timestampMs == maxTimeMs && sample.value.bitPattern == s.open!.lastValueBits {
@@ -409,7 +409,7 @@ public final class TimeSeriesDB: Querier, Sendable {
                     }
                 }
             } else {
-                startOpen(s, sample, block: b, seq: seq, replaying: replaying, options: options, out: &out)
+                startOpen(s, sample, block: b, seq: seq, replaying: replaying, sweptBefore: h.sweptBefore, options: options, out: &out)
                 report.accepted += 1
             }
         }
@@ -422,14 +422,16 @@ public final class TimeSeriesDB: Querier, Sendable {
         }
     }
 
-    private static func startOpen(_ s: HeadSeries, _ sample: Sample, block: Int32, seq: UInt64, replaying: Bool, options: Options, out: inout KVWriteBatch) {
+    private static func startOpen(_ s: HeadSeries, _ sample: Sample, block: Int32, seq: UInt64, replaying: Bool, sweptBefore: Int32,
+                                  options: Options, out: inout KVWriteBatch) {
         // Room for the default chunk size up front; a longer chunk grows its buffer as it fills,
         // so a large `maxSamplesPerChunk` does not reserve its full size for every series.
         s.open = OpenChunk(sample, expectedSamples: min(options.maxSamplesPerChunk, ChunkCodec.defaultSamplesPerChunk))
         s.openBlock = block
         s.openUniq = seq
-        if replaying {
-            // The chunk open before the crash may overlap this one: merge them at compaction.
+        if replaying || block < sweptBefore {
+            // The chunk open before the crash may overlap this one, or maintenance closed a
+            // partial chunk of this series in this ended block: merge them at compaction.
             out.put(Keyspace.dirtyKey(id: s.id, block: block), [])
         }
     }
@@ -499,6 +501,7 @@ public final class TimeSeriesDB: Querier, Sendable {
             // Close open chunks of blocks that ended; evict series with nothing in memory.
             var out = KVWriteBatch()
             var evict: [HeadSeries] = []
+            h.sweptBefore = max(h.sweptBefore, currentBlock)
             for s in h.byID.values {
                 if s.open != nil, s.openBlock < currentBlock {
                     Self.closeOpen(s, &h, &out)
@@ -572,7 +575,8 @@ public final class TimeSeriesDB: Querier, Sendable {
     }
 
     /// Merges the chunks of series-blocks marked dirty (out-of-order data, chunks cut by a
-    /// restart) into non-overlapping chunks, once their block ended `compactionDelayMs` ago.
+    /// restart or by maintenance in a backfilled block) into non-overlapping chunks, once their
+    /// block ended `compactionDelayMs` ago.
     func compactDirtyBlocks(nowMs: Int64) throws -> Int {
         let latestCompactable = Keyspace.block(ofMs: nowMs - options.compactionDelayMs) - 1
         var candidates: [(SeriesID, Int32, [UInt8])] = []
@@ -667,11 +671,16 @@ public final class TimeSeriesDB: Querier, Sendable {
 
     /// Writes everything held in memory to the store and flushes the store's buffers, so that
     /// on-disk figures are complete (benchmarks) and a restart replays nothing (shutdown).
-    /// With `compact`, also compacts the whole store, so deleted WAL records and overwritten
-    /// chunk versions stop taking space — the steady-state size, for benchmarks and operators
-    /// (it rewrites every file: expensive on large stores).
+    /// With `compact`, first does what maintenance would over time — merges every marked
+    /// series-block that is due (`compactDirtyBlocks`, batch after batch) — and afterwards
+    /// compacts the whole store, so deleted WAL records and overwritten chunk versions stop
+    /// taking space: the steady-state size, for benchmarks and operators (it rewrites every
+    /// file: expensive on large stores).
     public func flush(nowMs: Int64, compact: Bool = false) throws {
         try checkpoint(nowMs: nowMs)
+        if compact {
+            while try compactDirtyBlocks(nowMs: nowMs) > 0 {}
+        }
         try store.flush()
         if compact { try store.compactRange(begin: nil, end: nil) }
     }

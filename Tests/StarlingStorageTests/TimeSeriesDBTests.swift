@@ -296,6 +296,70 @@ func bitwiseEqual(_ a: [Sample], _ b: [Sample]) -> Bool {
         #expect(bitwiseEqual(try await read(restarted, [.eq("__name__", "ooo")])[s]!, want))
     }
 
+    /// A backfill writes a past day faster than real time, and maintenance closes the open
+    /// chunks of ended blocks as it goes: each pass cuts a series' chunk short. The chunk opened
+    /// after such a cut marks its series-block for compaction, which joins the pieces; live
+    /// ingest, whose series move to the new block by themselves, marks nothing.
+    @Test func backfilledBlocksAreCompactedWhole() async throws {
+        let db = try TimeSeriesDB(store: MemoryKV(), nowMs: t0)
+        let s = L(["__name__": "backfilled"])
+        let live = L(["__name__": "live"])
+        let now = t0 + 3 * Millis.day
+        var want: [Sample] = []
+        var compacted = 0
+        for round in 0..<4 {
+            let samples = (0..<50).map { i in Sample(t0 + Int64(round * 50 + i) * 15_000, Double(round * 50 + i)) }
+            want += samples
+            _ = try db.append([SeriesSamples(labels: s, samples: samples)], nowMs: now)
+            // Closes the partial chunk of the past block; from the second round on, also merges
+            // it with the chunks before (the block ended long ago: compaction is due at once).
+            compacted += try db.maintenance(nowMs: now).blocksCompacted
+        }
+        // A series ingested live across midnight: its new chunk opens in the current block.
+        let midnight = (now / Millis.day + 1) * Millis.day
+        _ = try db.append([SeriesSamples(labels: live, samples: [Sample(midnight - 15_000, 1)])], nowMs: midnight - 15_000)
+        _ = try db.maintenance(nowMs: midnight - 15_000)
+        _ = try db.append([SeriesSamples(labels: live, samples: [Sample(midnight + 15_000, 2)])], nowMs: midnight + 15_000)
+
+        func chunkCount(_ name: String, from: Int64, to: Int64) async throws -> Int {
+            let set = try await db.select([.eq("__name__", name)], hints: SelectHints(startMs: from, endMs: to))
+            return try #require(try await set.next()).chunks.count
+        }
+        #expect(compacted == 3)
+        #expect(try await chunkCount("backfilled", from: t0, to: t0 + Millis.day) == 1)
+        // The live series' block ended two hours ago and was not marked.
+        #expect(try db.maintenance(nowMs: midnight + 2 * Millis.hour).blocksCompacted == 0)
+        #expect(bitwiseEqual(try await read(db, [.eq("__name__", "live")])[live]!, [Sample(midnight - 15_000, 1), Sample(midnight + 15_000, 2)]))
+        #expect(bitwiseEqual(try await read(db, [.eq("__name__", "backfilled")])[s]!, want))
+    }
+
+    /// `flush(compact: true)` (the admin flush of benchmarks) merges marked series-blocks that
+    /// are due, as maintenance would over several passes, and leaves those not yet due alone.
+    @Test func flushWithCompactionMergesMarkedBlocks() async throws {
+        var o = TimeSeriesDB.Options()
+        o.maxOutOfOrderBuffer = 4
+        o.compactionBatch = 1  // several batches
+        let db = try TimeSeriesDB(store: MemoryKV(), options: o, nowMs: t0)
+        let names = ["a", "b", "c"]
+        for name in names {
+            for i in [5, 4, 3, 2, 1, 0, 9, 8, 7, 6] {
+                _ = try db.append([SeriesSamples(labels: L(["__name__": name]), samples: [Sample(t0 + Int64(i) * 1000, Double(i))])], nowMs: t0)
+            }
+        }
+        func chunks(_ name: String) async throws -> Int {
+            let set = try await db.select([.eq("__name__", name)], hints: SelectHints(startMs: t0, endMs: t0 + 10_000))
+            return try #require(try await set.next()).chunks.count
+        }
+        // The next day's samples close the chunks open in the first block.
+        let later = (t0 / Millis.day + 1) * Millis.day + 1000
+        for name in names { _ = try db.append([SeriesSamples(labels: L(["__name__": name]), samples: [Sample(later, 1)])], nowMs: later) }
+        try db.flush(nowMs: later, compact: true)  // the first block ended under an hour ago: not due
+        #expect(try await chunks("a") > 1)
+        try db.flush(nowMs: t0 + 2 * Millis.day, compact: true)
+        for name in names { #expect(try await chunks(name) == 1, "\(name)") }
+        #expect(try db.maintenance(nowMs: t0 + 2 * Millis.day).blocksCompacted == 0)
+    }
+
     /// Compaction cuts chunks no shorter than the head does: with 960 samples per chunk, a
     /// block of 900 samples written out of order compacts into one chunk, not into 480s.
     @Test func compactionKeepsALargerChunkSize() async throws {

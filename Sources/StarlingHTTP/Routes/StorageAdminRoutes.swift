@@ -5,8 +5,9 @@ import StarlingStorage
 
 /// `POST /api/v1/admin/flush[?compact=true]` (admin role): writes everything the node holds in
 /// memory (open chunks, out-of-order buffers) to the store and flushes the store's write buffers
-/// to files; with `compact=true` it then compacts the whole store, so space held by deleted
-/// write-ahead-log records and superseded chunk versions is released. Answers when done:
+/// to files; with `compact=true` it also merges the marked series-blocks that are due, then
+/// compacts the whole store, so space held by deleted write-ahead-log records and superseded
+/// chunk versions is released. Answers when done:
 ///
 ///     {"status":"success","data":{"compacted":true,"durationMs":412,"diskBytes":6123456}}
 ///

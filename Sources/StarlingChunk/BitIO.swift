@@ -23,47 +23,77 @@ struct BitCounter: BitSink {
     mutating func write(_ value: UInt64, _ n: Int) { bitCount &+= n }
 }
 
-/// Appends bits to a byte array. Invariant: `bytes.count == (bitCount + 7) / 8` and the bits of
-/// the last byte past `bitCount` are zero, so `bytes` is always a complete, readable chunk and a
-/// snapshot of it costs one reference-count increment.
+/// Appends bits to a byte array. Whole 64-bit words go to `storage` as they fill; the bits of
+/// the word being filled wait in `pending`, so a write costs a shift and an or, and a byte
+/// array append every 64 bits instead of every 8. `bytes` materializes the stream (pending bits
+/// zero-padded to a byte): a copy, taken when a chunk is snapshotted or finished.
 struct BitWriter: BitSink, Sendable {
-    private(set) var bytes: [UInt8]
-    private(set) var bitCount: Int
+    /// Complete bytes: the header, then the bit stream's filled words.
+    private var storage: [UInt8]
+    /// The low `pendingBits` bits (0...63) are the stream's newest bits, not yet in `storage`.
+    private var pending: UInt64 = 0
+    private var pendingBits = 0
+
+    var bitCount: Int { storage.count * 8 + pendingBits }
 
     /// Starts after `bytes`, which must be whole bytes (a header).
     init(bytes: [UInt8]) {
-        self.bytes = bytes
-        self.bitCount = bytes.count * 8
+        self.storage = bytes
     }
 
-    /// Resumes after `bitCount` bits of `bytes`; bytes past the data are dropped and the padding
-    /// bits of the last byte cleared, restoring the invariant.
+    /// Resumes after `bitCount` bits of `bytes`; bytes past the data are dropped and the bits of
+    /// a partial last byte continue as pending bits.
     init(resuming bytes: [UInt8], bitCount: Int) {
         precondition(bitCount >= 0 && bitCount <= bytes.count * 8, "bit count \(bitCount) outside \(bytes.count) bytes")
         var b = bytes
-        let needed = (bitCount + 7) / 8
-        b.removeLast(b.count - needed)
-        if bitCount & 7 != 0 { b[needed - 1] &= ~UInt8(0xFF >> (bitCount & 7)) }
-        self.bytes = b
-        self.bitCount = bitCount
+        let whole = bitCount / 8
+        let rest = bitCount & 7
+        if rest != 0 {
+            pending = UInt64(b[whole] >> UInt8(8 - rest))
+            pendingBits = rest
+        }
+        b.removeLast(b.count - whole)
+        self.storage = b
     }
 
-    mutating func reserveCapacity(_ n: Int) { bytes.reserveCapacity(n) }
+    mutating func reserveCapacity(_ n: Int) { storage.reserveCapacity(n) }
 
-    /// Sets byte `index` (a header field); the caller keeps it outside the bit stream.
-    mutating func setByte(_ index: Int, _ value: UInt8) { bytes[index] = value }
+    /// The stream as bytes, the last one zero-padded.
+    var bytes: [UInt8] {
+        guard pendingBits > 0 else { return storage }
+        var b = storage
+        b.reserveCapacity(storage.count + 8)
+        Self.appendPending(pending, pendingBits, to: &b)
+        return b
+    }
 
-    /// Appends whole bytes; only valid while byte-aligned (in the header).
-    mutating func appendUVarint(_ v: UInt64) {
-        precondition(bitCount & 7 == 0, "varint written at an unaligned bit position")
-        bytes.appendUVarint(v)
-        bitCount = bytes.count * 8
+    /// The stream as bytes, without a copy; the writer is done.
+    consuming func finish() -> [UInt8] {
+        var b = storage
+        Self.appendPending(pending, pendingBits, to: &b)
+        return b
+    }
+
+    private static func appendPending(_ pending: UInt64, _ bits: Int, to b: inout [UInt8]) {
+        guard bits > 0 else { return }
+        var word = pending &<< UInt64(64 - bits)  // left-aligned
+        var left = bits
+        while left > 0 {
+            b.append(UInt8(truncatingIfNeeded: word &>> 56))
+            word &<<= 8
+            left -= 8
+        }
     }
 
     mutating func appendByte(_ v: UInt8) {
-        precondition(bitCount & 7 == 0, "byte written at an unaligned bit position")
-        bytes.append(v)
-        bitCount += 8
+        precondition(pendingBits == 0, "byte written at an unaligned bit position")
+        storage.append(v)
+    }
+
+    /// Appends whole bytes; only valid before any bits (in the header).
+    mutating func appendUVarint(_ v: UInt64) {
+        precondition(pendingBits == 0, "varint written at an unaligned bit position")
+        storage.appendUVarint(v)
     }
 
     /// Appends the low `n` bits of `value`, most significant first. `n` in 0...64.
@@ -71,25 +101,18 @@ struct BitWriter: BitSink, Sendable {
     mutating func write(_ value: UInt64, _ n: Int) {
         guard n > 0 else { return }
         let v = n == 64 ? value : value & ((1 &<< UInt64(n)) &- 1)
-        var left = n
-        let used = bitCount & 7
-        if used != 0 {
-            let free = 8 - used
-            let last = bytes.count - 1
-            if left <= free {
-                bytes[last] |= UInt8(truncatingIfNeeded: v &<< UInt64(free - left))
-                bitCount += left
-                return
-            }
-            left -= free
-            bytes[last] |= UInt8(truncatingIfNeeded: v &>> UInt64(left))
+        let free = 64 - pendingBits  // 1...64
+        if n < free {
+            pending = pending &<< UInt64(n) | v
+            pendingBits += n
+            return
         }
-        bitCount += n
-        while left >= 8 {
-            left -= 8
-            bytes.append(UInt8(truncatingIfNeeded: v &>> UInt64(left)))
-        }
-        if left > 0 { bytes.append(UInt8(truncatingIfNeeded: v &<< UInt64(8 - left))) }
+        // The word fills: its last `free` bits are the top of `v`.
+        let spill = n - free  // 0...63
+        let word = free == 64 ? v : pending &<< UInt64(free) | v &>> UInt64(spill)
+        withUnsafeBytes(of: word.bigEndian) { storage.append(contentsOf: $0) }
+        pending = v & ((1 &<< UInt64(spill)) &- 1)
+        pendingBits = spill
     }
 }
 

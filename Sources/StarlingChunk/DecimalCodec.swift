@@ -157,7 +157,7 @@ enum DecimalCodec {
                 prevDiff = diff
             }
         }
-        return w.bytes
+        return w.finish()
     }
 
     @inline(__always)

@@ -13,9 +13,9 @@ import StarlingCore
 /// | `10` + *n* bits                        | XOR fits the current window (*n* = 64 − leading − trailing)|
 /// | `11` + 5-bit leading + 6-bit *n* + *n* | new window; leading zeros capped at 31, *n* = 64 stored as 0 |
 ///
-/// `bytes` is a complete chunk after every append (count updated in place, padding zero), so a
-/// snapshot is a reference-count increment. Values are kept bit for bit (NaN payloads such as
-/// the stale marker, ±Inf, -0.0, subnormals).
+/// Appends only add bits to the writer (`BitWriter` buffers the word being filled); `bytes`
+/// materializes a complete chunk, sample count included, as a copy of a few hundred bytes. Values
+/// are kept bit for bit (NaN payloads such as the stale marker, ±Inf, -0.0, subnormals).
 public struct XORAppender: Sendable {
     private var writer: BitWriter
     /// Samples in the chunk, 0...`ChunkCodec.maxSamplesPerChunk`.
@@ -65,8 +65,13 @@ public struct XORAppender: Sendable {
         }
     }
 
-    /// The chunk as it is now: a complete encoding-1 chunk, shared copy-on-write.
-    public var bytes: [UInt8] { writer.bytes }
+    /// The chunk as it is now: a complete encoding-1 chunk (a copy).
+    public var bytes: [UInt8] {
+        var b = writer.bytes
+        b[ChunkCodec.countOffset] = UInt8(truncatingIfNeeded: count >> 8)
+        b[ChunkCodec.countOffset + 1] = UInt8(truncatingIfNeeded: count)
+        return b
+    }
 
     /// The last value appended; meaningless while `count == 0`.
     public var lastValue: Double { Double(bitPattern: values.lastBits) }
@@ -75,7 +80,7 @@ public struct XORAppender: Sendable {
     public var isFull: Bool { count >= ChunkCodec.maxSamplesPerChunk }
 
     /// The current chunk with its bounds, in encoding 1.
-    public var chunk: EncodedChunk { EncodedChunk(minTimeMs: minTimeMs, maxTimeMs: maxTimeMs, bytes: writer.bytes) }
+    public var chunk: EncodedChunk { EncodedChunk(minTimeMs: minTimeMs, maxTimeMs: maxTimeMs, bytes: bytes) }
 
     /// The chunk in its smallest encoding, for persisting a chunk the head closes: encoding 2
     /// when every value is decimal and that is smaller, else the appender's own bytes. Costs one
@@ -86,7 +91,7 @@ public struct XORAppender: Sendable {
         var samples: [Sample] = []
         samples.reserveCapacity(count)
         do {
-            var it = try ChunkIterator(writer.bytes)
+            var it = try ChunkIterator(xor.bytes)
             while try it.next() { samples.append(it.sample) }
         } catch {
             preconditionFailure("XORAppender produced an undecodable chunk: \(error)")
@@ -118,8 +123,6 @@ public struct XORAppender: Sendable {
         maxTimeMs = timestampMs
         values.lastBits = bits
         count += 1
-        writer.setByte(ChunkCodec.countOffset, UInt8(truncatingIfNeeded: count >> 8))
-        writer.setByte(ChunkCodec.countOffset + 1, UInt8(truncatingIfNeeded: count))
     }
 
     /// The exact size in bytes of the encoding-1 chunk of `samples` (strictly increasing

@@ -20,7 +20,7 @@ struct OpenChunk {
     /// - Precondition: `s` is newer than every sample in the chunk.
     mutating func append(_ s: Sample) { appender.append(s.timestampMs, s.value) }
 
-    /// The chunk as it is now (copy-on-write; cheap).
+    /// The chunk as it is now (a copy of its few hundred bytes).
     func snapshot() -> EncodedChunk { appender.chunk }
 
     /// The chunk in its smallest encoding (decimal when every value is and that is smaller), for

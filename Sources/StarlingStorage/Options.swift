@@ -42,7 +42,7 @@ extension TimeSeriesDB {
         /// selection, so it bounds memory together with the query concurrency: 8 MiB covers the
         /// chunks of tens of thousands of series over an hour. Node key `storage.query_read_ahead`.
         public var queryReadAheadBytes = 8 << 20
-        /// Stored chunks of the newest block kept for queries (`RecentChunkCache`), in bytes;
+        /// Stored chunks of the two newest blocks kept for queries (`RecentChunkCache`), in bytes;
         /// 0 disables the cache. Node key `storage.chunk_cache`.
         public var chunkCacheBytes = 64 << 20
         /// Postings lists kept for queries (`PostingsCache`), in bytes; 0 disables the cache.

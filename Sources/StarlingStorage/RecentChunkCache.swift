@@ -1,6 +1,6 @@
 import StarlingCore
 
-/// Stored chunks of the newest block (UTC day) that queries read, by series: dashboards and
+/// Stored chunks of the two newest blocks (UTC days) that queries read, by series: dashboards and
 /// rules ask for the same recent series again and again, and without this each series costs a
 /// RocksDB seek per query (a binary search through the memtable and every level, ~3.5 µs: a
 /// third of the CPU of an instant aggregation over a hundred series).

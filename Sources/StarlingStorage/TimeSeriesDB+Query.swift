@@ -81,10 +81,11 @@ extension TimeSeriesDB {
             iterator = ChunkIteratorCache(chunkMoves: moves)
         }
         for b in range {
-            // The newest block is what dashboards and rules read over and over: its chunks of
-            // this series come from the cache, or are read in full (from `startMs` on) and cached.
+            // The newest block is what dashboards and rules read over and over, and the block
+            // before it too while their windows reach back past midnight: a series' chunks there
+            // come from the cache, or are read in full (from `startMs` on) and cached.
             let cacheKey = RecentChunkCache.Key(id: id, block: b)
-            let cacheable = b == newest && options.chunkCacheBytes > 0
+            let cacheable = newest.map { b >= $0 - 1 } == true && options.chunkCacheBytes > 0
             if cacheable, let cached = chunkCache.withLock({ $0.lookup(cacheKey, startMs: startMs) }) {
                 for c in cached where c.minTimeMs <= endMs && c.maxTimeMs >= startMs { out.append(c) }
                 continue

@@ -151,4 +151,47 @@ import Testing
             #expect(stats.chunkCacheHits == 0 && stats.chunkCacheEntries == 0)
         }
     }
+
+    /// Windows reach back past midnight: the block before the newest is cached too, older blocks
+    /// are not, and a late sample written into the cached day is seen by the next read.
+    @Test func theDayBeforeTheNewestIsCachedToo() async throws {
+        var options = TimeSeriesDB.Options()
+        options.maxSamplesPerChunk = 16
+        options.maxOutOfOrderBuffer = 1
+        let midnight = (t0 / Millis.day + 2) * Millis.day
+        let db = try TimeSeriesDB(store: MemoryKV(), options: options, nowMs: midnight)
+        let l = L(["__name__": "m"])
+        // Three days of data, one sample a minute around each midnight: blocks N-2, N-1, N.
+        var want: [Sample] = []
+        for day in [-2, -1, 0] {
+            let base = midnight + Int64(day) * Millis.day
+            let batch = (0..<40).map { Sample(base - 20 * 60_000 + Int64($0) * 60_000, Double(day * 100 + $0)) }
+            _ = try db.append([SeriesSamples(labels: l, samples: batch)], nowMs: midnight)
+            want += batch
+        }
+        _ = try db.maintenance(nowMs: midnight + 3 * Millis.hour)
+        func read(_ start: Int64, _ end: Int64) async throws -> [Sample] {
+            let set = try await db.select([.eq("__name__", "m")], hints: SelectHints(startMs: start, endMs: end))
+            let s = try #require(try await set.next())
+            return try ChunkOps.merge(s.chunks, minTimeMs: start, maxTimeMs: end)
+        }
+        func hits() -> UInt64 { db.statistics().chunkCacheHits }
+        let across = (midnight - 30 * 60_000, midnight + 30 * 60_000)  // blocks N-1 and N
+        let window = want.filter { $0.timestampMs >= across.0 && $0.timestampMs <= across.1 }
+        #expect(bitwiseEqual(try await read(across.0, across.1), window))
+        let before = hits()
+        #expect(bitwiseEqual(try await read(across.0, across.1), window))
+        #expect(hits() == before + 2)  // both blocks from memory
+        let older = (midnight - Millis.day - 30 * 60_000, midnight - Millis.day + 30 * 60_000)  // N-2 and N-1
+        _ = try await read(older.0, older.1)
+        let beforeOlder = hits()
+        _ = try await read(older.0, older.1)
+        #expect(hits() == beforeOlder + 1)  // N-1 only
+        // A late sample for the day before: written at the next maintenance, seen by the next read.
+        let late = Sample(midnight - 90_000, -1)
+        _ = try db.append([SeriesSamples(labels: l, samples: [late])], nowMs: midnight + 3 * Millis.hour)
+        _ = try db.maintenance(nowMs: midnight + 3 * Millis.hour)
+        let withLate = (window + [late]).sorted { $0.timestampMs < $1.timestampMs }
+        #expect(bitwiseEqual(try await read(across.0, across.1), withLate))
+    }
 }

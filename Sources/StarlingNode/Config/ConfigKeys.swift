@@ -429,7 +429,7 @@ extension ConfigKey {
                   "Label sets of series no longer in memory that queries keep cached (two generations of this many, ~200 bytes each); saves a lookup per series and query. 0 disables it.",
                   apply: positiveInt(\.storedLabelsCacheEntries, 0...100_000_000), show: { .scalar(String($0.storedLabelsCacheEntries)) }),
         ConfigKey("storage.chunk_cache", default: "64MiB",
-                  "Stored chunks of the newest day that queries read, kept in memory by series: a repeated query (dashboards, rules) over recent data then costs no storage seek per series. Entries are dropped when their chunks are rewritten. Chunk bytes plus ~64 bytes per chunk. 0 disables it.",
+                  "Stored chunks of the two newest days that queries read, kept in memory by series: a repeated query (dashboards, rules) over recent data then costs no storage seek per series. Entries are dropped when their chunks are rewritten. Chunk bytes plus ~64 bytes per chunk. 0 disables it.",
                   apply: byteSize(\.chunkCacheBytes, min: 0), show: { .scalar(ConfigSyntax.formatBytes($0.chunkCacheBytes)) }),
         ConfigKey("storage.postings_cache", default: "32MiB",
                   "Postings lists (the series of one label pair in one day) that queries read, kept in memory: selectors are then evaluated without reading the index from storage. A day's lists are re-read after a new series appears in it. Lists of more than 8,192 series are not kept. 0 disables it.",

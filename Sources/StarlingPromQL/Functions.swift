@@ -73,7 +73,9 @@ extension Evaluator {
                         held = hi - lo
                     }
                     if extremum != nil {
-                        v = extremum!.value(samples, lo: lo, hi: hi)
+                        v = numSteps == 1
+                            ? SlidingExtremum.single(samples, lo: lo, hi: hi, max: fn == .maxOverTime)
+                            : extremum!.value(samples, lo: lo, hi: hi)
                     } else {
                         for k in scalarArgs.indices { scalarsAtStep[k] = scalarArgs[k][step] }
                         let w = RangeWindow(mintMs: mint, maxtMs: maxt, rangeMs: rangeMs, stepTimeMs: t)

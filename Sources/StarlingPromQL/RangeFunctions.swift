@@ -285,6 +285,25 @@ struct SlidingExtremum {
 
     init(max: Bool) { self.max = max }
 
+    /// The extremum of `samples[lo..<hi]` (non-empty) in one pass, for a single window (instant
+    /// queries): what `value` returns for it, without the queue. NaNs are skipped; with only
+    /// NaNs, the last sample's value. Among equal values the earliest wins, as in the queue.
+    static func single(_ samples: [Sample], lo: Int, hi: Int, max: Bool) -> Double {
+        samples.withUnsafeBufferPointer { s in
+            var best = Double.nan
+            var found = false
+            for i in lo..<hi {
+                let v = s[i].value
+                if v.isNaN { continue }
+                if !found || (max ? v > best : v < best) {
+                    best = v
+                    found = true
+                }
+            }
+            return found ? best : s[hi - 1].value
+        }
+    }
+
     /// The extremum of `samples[lo..<hi]` (non-empty); `lo` and `hi` never decrease between calls.
     mutating func value(_ samples: [Sample], lo: Int, hi: Int) -> Double {
         while next < hi {

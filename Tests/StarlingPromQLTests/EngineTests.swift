@@ -343,8 +343,8 @@ final class ManualTestClock: Clock, Sendable {
     }
 }
 
-/// The monotonic-queue `max_over_time` / `min_over_time` of range queries against the linear
-/// scan of `RangeFunction.apply`, bit for bit, over windows that move forward by random amounts
+/// The monotonic-queue `max_over_time` / `min_over_time` of range queries, and the one-window
+/// pass of instant queries, against the linear scan of `RangeFunction.apply`, bit for bit, over windows that move forward by random amounts
 /// across values with NaNs, ±0 and repeats.
 @Suite struct SlidingExtremumTests {
     @Test(arguments: [true, false])
@@ -367,6 +367,9 @@ final class ManualTestClock: Clock, Sendable {
                 let expected = try #require(try fn.apply(samples[lo..<hi], w, scalars: []))
                 let got = sliding.value(samples, lo: lo, hi: hi)
                 #expect(got.bitPattern == expected.bitPattern || (got.isNaN && expected.isNaN), "round \(round), window \(lo)..<\(hi): \(got) vs \(expected)")
+                // The one-window pass of instant queries.
+                let single = SlidingExtremum.single(samples, lo: lo, hi: hi, max: max)
+                #expect(single.bitPattern == got.bitPattern, "round \(round), window \(lo)..<\(hi): single \(single) vs \(got)")
             }
         }
     }

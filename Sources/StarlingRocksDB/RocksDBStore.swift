@@ -55,6 +55,11 @@ public final class RocksDBStore: KeyValueStore, @unchecked Sendable {
         // live and are rarely rewritten. Chunk payloads are already compact bit streams; keys
         // and index entries compress well.
         rocksdb_options_set_compression(opts, Int32(rocksdb_lz4_compression))
+        // Except L0: flushes write mostly WAL records, which the next checkpoint deletes, and
+        // chunk payloads, which LZ4 cannot shrink; compressing them cost the flush thread most of
+        // its CPU. L0 files are rewritten by the next compaction anyway.
+        var perLevel: [Int32] = [Int32(rocksdb_no_compression)] + [Int32](repeating: Int32(rocksdb_lz4_compression), count: 6)
+        rocksdb_options_set_compression_per_level(opts, &perLevel, perLevel.count)
         rocksdb_options_set_bottommost_compression(opts, Int32(rocksdb_zstd_compression))
 
         let table = rocksdb_block_based_options_create()!

@@ -242,8 +242,7 @@ enum DecimalCodec {
         if let range = OneRange(max: largest) {
             var bits = 0
             for z in codes { bits += range.bits(z) }
-            var ranged = Plan(g: g, bits: bits, centre: centre, range: range)
-            ranged.widths = 0
+            let ranged = Plan(g: g, bits: bits, centre: centre, range: range)
             if ranged.cost < plan.cost { return ranged }
         }
         return plan

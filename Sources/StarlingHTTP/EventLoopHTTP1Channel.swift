@@ -69,4 +69,3 @@ public struct OffEventLoopMiddleware<Context: RequestContext>: RouterMiddleware 
         try await withTaskExecutorPreference(globalConcurrentExecutor) { try await next(request, context) }
     }
 }
-

@@ -25,11 +25,14 @@ public final class QueryPlacement: Sendable {
     /// Longest expression remembered: longer ones (generated regexes) always take the pool.
     static let maxKeyBytes = 4096
     private let lastCost = Mutex([String: Duration]())
+    /// Told after every evaluation whether it ran inline (true) or on the pool.
+    private let placed: @Sendable (_ inline: Bool) -> Void
 
-    public init(budget: Duration, maxEntries: Int = 4096) {
+    public init(budget: Duration, maxEntries: Int = 4096, placed: @escaping @Sendable (_ inline: Bool) -> Void = { _ in }) {
         precondition(maxEntries > 0, "maxEntries must be positive")
         self.budget = budget
         self.maxEntries = maxEntries
+        self.placed = placed
     }
 
     /// The key of an instant query, or nil when it is not to be remembered.
@@ -43,18 +46,13 @@ public final class QueryPlacement: Sendable {
     public static func rangeKey(_ params: FormParameters) -> String? {
         guard let q = params["query"], q.utf8.count <= maxKeyBytes,
               let start = params["start"].flatMap(parseAPITime), let end = params["end"].flatMap(parseAPITime),
-              let stepText = params["step"], let step = parseStepMs(stepText), step > 0, end >= start
+              case .success(let stepDuration) = parseAPIDuration(params["step"] ?? ""), stepDuration.milliseconds > 0
         else { return nil }
-        let steps = UInt64((end - start) / step + 1)
-        let span = UInt64(end - start)
-        return "r \(64 - steps.leadingZeroBitCount) \(64 - span.leadingZeroBitCount) " + q
-    }
-
-    /// A step as Prometheus takes it: a duration (`15s`) or a number of seconds (`15`, `0.5`).
-    static func parseStepMs(_ s: String) -> Int64? {
-        if let seconds = Double(s), seconds.isFinite, seconds > 0, seconds < 1e12 { return Int64((seconds * 1000).rounded(.up)) }
-        if case .success(let d) = parseAPIDuration(s) { return d.milliseconds }
-        return nil
+        // The span of far-apart times overflows: the API refuses such a query.
+        let (span, overflow) = end.subtractingReportingOverflow(start)
+        guard !overflow, span >= 0 else { return nil }
+        let steps = UInt64(span / stepDuration.milliseconds + 1)
+        return "r \(64 - steps.leadingZeroBitCount) \(64 - UInt64(span).leadingZeroBitCount) " + q
     }
 
     /// Whether the query of `key` runs inline.
@@ -79,8 +77,10 @@ public final class QueryPlacement: Sendable {
             let start = clock.now
             let result = await body()
             record(key, start.duration(to: clock.now))
+            placed(true)
             return result
         }
+        defer { placed(false) }
         return try await pool.runAsync {
             let start = clock.now
             let result = await body()

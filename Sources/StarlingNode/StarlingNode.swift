@@ -78,6 +78,16 @@ public struct StarlingNode: Sendable {
         return PrometheusQueryAPI(engine: Engine(settings: settings, metrics: engineMetrics), limiter: QueryLimiter(maxConcurrent: c.queryMaxConcurrency))
     }
 
+    /// Where PromQL queries run (`query.inline_budget`), counting each evaluation in
+    /// `starling_query_evaluations_total{placement}`: a pool share that stays high for a
+    /// dashboard's small queries says the budget is too tight for this machine.
+    static func queryPlacement(_ c: NodeConfig, metrics: StarlingMetrics) -> QueryPlacement {
+        let help = "PromQL evaluations by where they ran: inline on the request's event loop, or on the blocking pool (query.inline_budget)."
+        let inline = metrics.labeled("starling_query_evaluations_total", help: help, [("placement", "inline")])
+        let pool = metrics.labeled("starling_query_evaluations_total", help: help, [("placement", "pool")])
+        return QueryPlacement(budget: c.queryInlineBudget, placed: { $0 ? inline.increment() : pool.increment() })
+    }
+
     /// The rule groups of `rules.files` (wildcards in file names expanded, files in name order),
     /// validated; a bad file is a start-up error naming the file, line and key.
     static func loadRuleGroups(_ c: NodeConfig) throws -> [RuleGroupSpec] {
@@ -441,7 +451,7 @@ public struct StarlingNode: Sendable {
             ReadRoutes(querier: querier, metrics: metrics, executor: executor).routes(),
             QueryRoutes(
                 querier: querier, api: Self.queryAPI(config, metrics: metrics), metrics: metrics, executor: executor,
-                placement: QueryPlacement(budget: config.queryInlineBudget), nowMs: Self.wallClockMs,
+                placement: Self.queryPlacement(config, metrics: metrics), nowMs: Self.wallClockMs,
                 buildInfo: .init(starlingVersion: StarlingVersion.version, revision: StarlingVersion.commit ?? "unknown", swiftVersion: StarlingVersion.swift)
             ).routes(),
             ExportRoutes(querier: querier, metrics: metrics, executor: executor).routes(),

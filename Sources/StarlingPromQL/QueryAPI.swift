@@ -70,7 +70,9 @@ public struct PrometheusQueryAPI: Sendable {
         if step <= .zero || stepMs <= 0 {
             return Self.error(.badData("invalid parameter \"step\": zero or negative query resolution step widths are not accepted. Try a positive integer"))
         }
-        if (end - start) / stepMs > Int64(engine.settings.maxPointsPerSeries) {
+        // Times reach ±9.2e18 ms, so the span itself can overflow: that many points are too many.
+        let (span, overflow) = end.subtractingReportingOverflow(start)
+        if overflow || span / stepMs > Int64(engine.settings.maxPointsPerSeries) {
             engine.metrics.limitHit("max_points_per_series")
             return Self.error(.badData("exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)"))
         }

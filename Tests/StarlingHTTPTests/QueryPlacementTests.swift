@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import NIOPosix
+import Synchronization
 import StarlingPromQL
 import Testing
 
@@ -57,6 +58,9 @@ import Testing
         #expect(key("1700003600", "1700000000", "15s") == nil)
         #expect(key("1700000000", "1700003600", "0") == nil)
         #expect(key("1700000000", "1700003600", "-5s") == nil)
+        #expect(key("1700000000", "1700003600", "0.0001") == nil)  // under a millisecond: refused
+        // Times far enough apart that their span overflows 64 bits.
+        #expect(key("-9100000000000000", "9100000000000000", "1000000000") == nil)
         #expect(QueryPlacement.instantKey(Self.params([("query", String(repeating: "x", count: 5000))])) == nil)
     }
 
@@ -66,7 +70,8 @@ import Testing
         let pool = NIOThreadPool(numberOfThreads: 1)
         pool.start()
         let executor = BlockingExecutor(pool: pool)
-        let p = QueryPlacement(budget: .milliseconds(50))
+        let placements = Mutex<[Bool]>([])
+        let p = QueryPlacement(budget: .milliseconds(50), placed: { inline in placements.withLock { $0.append(inline) } })
         let key = QueryPlacement.instantKey(Self.params([("query", "up")]))
         @Sendable func onPool() -> Bool { NIOThreadPool.isOnPoolThread }
         #expect(try await p.run(key, pool: executor) { onPool() })
@@ -76,6 +81,7 @@ import Testing
             return true
         }
         #expect(try await p.run(key, pool: executor) { onPool() })
+        #expect(placements.withLock { $0 } == [false, true, true, false])
         try await pool.shutdownGracefully()
     }
 }

@@ -62,6 +62,26 @@ import Testing
         }
     }
 
+    /// Times far enough apart that their span overflows 64-bit milliseconds are refused with
+    /// Prometheus's resolution error; they once trapped the node.
+    @Test func farApartTimesAreRefusedNotATrap() async throws {
+        let (shell, routes, _) = try shell()
+        let reader = try token(shell, .reader)
+        try await shell.application(extra: [routes]).test(.router) { client in
+            for step in ["1000000000", "1"] {
+                let uri = "/api/v1/query_range?query=1&start=-9100000000000000&end=9100000000000000&step=" + step
+                try await client.execute(uri: uri, method: .get, headers: bearer(reader)) { r in
+                    #expect(r.status == .badRequest)
+                    #expect((json(r.body)["error"] as? String)?.contains("exceeded maximum resolution") == true)
+                }
+            }
+            // Extreme but in range: answered.
+            try await client.execute(uri: "/api/v1/query?query=time()&time=-9100000000000000", method: .get, headers: bearer(reader)) { r in
+                #expect(r.status == .ok)
+            }
+        }
+    }
+
     @Test func errorsHavePrometheusStatusAndType() async throws {
         var settings = EngineSettings()
         settings.maxSamples = 10

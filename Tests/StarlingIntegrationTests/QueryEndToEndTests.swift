@@ -73,6 +73,8 @@ import Testing
             #expect(tooMany.json["errorType"] as? String == "execution")
             let metrics = try await node.request(.GET, "/metrics")
             #expect(metrics.text.contains(#"starling_query_limit_hits_total{limit="max_samples"} 1"#), "\(metrics.text)")
+            // Every query's first run takes the pool (query.inline_budget); each is counted.
+            #expect(metrics.text.contains(#"starling_query_evaluations_total{placement="pool"}"#), "\(metrics.text)")
 
             // The query editor: labels and series with match[] and a time range, label values.
             let labels = try await node.request(

@@ -83,9 +83,13 @@ extension TimeSeriesDB {
         for b in range {
             // The newest block is what dashboards and rules read over and over, and the block
             // before it too while their windows reach back past midnight: a series' chunks there
-            // come from the cache, or are read in full (from `startMs` on) and cached.
+            // come from the cache, or are read in full (from `startMs` on) and cached. Only the
+            // last quarter of the day before: a read of that whole day (a 24-hour panel) would
+            // otherwise pour it into the cache and evict the newest day's entries.
             let cacheKey = RecentChunkCache.Key(id: id, block: b)
-            let cacheable = newest.map { b >= $0 - 1 } == true && options.chunkCacheBytes > 0
+            let cacheable = options.chunkCacheBytes > 0 && newest.map { newest in
+                b == newest || (b == newest - 1 && startMs >= Keyspace.blockStartMs(newest) - Keyspace.blockDurationMs / 4)
+            } == true
             if cacheable, let cached = chunkCache.withLock({ $0.lookup(cacheKey, startMs: startMs) }) {
                 for c in cached where c.minTimeMs <= endMs && c.maxTimeMs >= startMs { out.append(c) }
                 continue

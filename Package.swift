@@ -59,11 +59,14 @@ let package = Package(
             name: "CSnappy", path: "Sources/CSnappy", pkgConfig: "snappy",
             providers: [.apt(["libsnappy-dev"])]),
 
+        // MARK: C helpers of our own
+        .target(name: "CPrefetch", path: "Sources/CPrefetch"),
+
         // MARK: Pure logic
         .target(name: "StarlingCore", swiftSettings: swiftSettings),
-        .target(name: "StarlingChunk", dependencies: ["StarlingCore"], swiftSettings: swiftSettings),
+        .target(name: "StarlingChunk", dependencies: ["StarlingCore", "CPrefetch"], swiftSettings: swiftSettings),
         .target(
-            name: "StarlingStorage", dependencies: ["StarlingCore", "StarlingChunk"],
+            name: "StarlingStorage", dependencies: ["StarlingCore", "StarlingChunk", "CPrefetch"],
             swiftSettings: swiftSettings),
         .target(
             name: "StarlingProto",

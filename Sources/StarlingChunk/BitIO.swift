@@ -1,3 +1,4 @@
+import CPrefetch
 import StarlingCore
 
 // Bit-level I/O shared by both encodings. Bits are written most significant first; a chunk's
@@ -27,9 +28,10 @@ struct BitCounter: BitSink {
 /// the word being filled wait in `pending`, so a write costs a shift and an or, and a byte
 /// array append every 64 bits instead of every 8. `bytes` materializes the stream (pending bits
 /// zero-padded to a byte): a copy, taken when a chunk is snapshotted or finished.
+@usableFromInline
 struct BitWriter: BitSink, Sendable {
     /// Complete bytes: the header, then the bit stream's filled words.
-    private var storage: [UInt8]
+    @usableFromInline private(set) var storage: [UInt8]
     /// The low `pendingBits` bits (0...63) are the stream's newest bits, not yet in `storage`.
     private var pending: UInt64 = 0
     private var pendingBits = 0
@@ -57,6 +59,13 @@ struct BitWriter: BitSink, Sendable {
     }
 
     mutating func reserveCapacity(_ n: Int) { storage.reserveCapacity(n) }
+
+    /// Starts loading, for writing, the line of the byte array's header (its count, which the
+    /// next word written reads and updates). A hint (see `starling_prefetch_write`).
+    @inlinable @inline(__always)
+    func prefetch() {
+        starling_prefetch_write(unsafeBitCast(storage, to: UnsafeRawPointer.self))
+    }
 
     /// The stream as bytes, the last one zero-padded.
     var bytes: [UInt8] {

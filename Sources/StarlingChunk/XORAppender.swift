@@ -17,7 +17,7 @@ import StarlingCore
 /// materializes a complete chunk, sample count included, as a copy of a few hundred bytes. Values
 /// are kept bit for bit (NaN payloads such as the stale marker, ±Inf, -0.0, subnormals).
 public struct XORAppender: Sendable {
-    private var writer: BitWriter
+    @usableFromInline private(set) var writer: BitWriter
     /// Samples in the chunk, 0...`ChunkCodec.maxSamplesPerChunk`.
     public private(set) var count: Int = 0
     /// Timestamp of the first sample; `Int64.max` while empty, so that `[minTimeMs, maxTimeMs]`
@@ -72,6 +72,11 @@ public struct XORAppender: Sendable {
         b[ChunkCodec.countOffset + 1] = UInt8(truncatingIfNeeded: count)
         return b
     }
+
+    /// Starts loading the chunk's buffer for the next append: a series' open chunk is touched
+    /// once per batch, so its buffer is rarely in cache. A hint only.
+    @inlinable @inline(__always)
+    public func prefetch() { writer.prefetch() }
 
     /// The last value appended; meaningless while `count == 0`.
     public var lastValue: Double { Double(bitPattern: values.lastBits) }

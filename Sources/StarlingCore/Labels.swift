@@ -37,6 +37,13 @@ public let metricNameLabel = "__name__"
 public struct Labels: Sendable {
     public let bytes: [UInt8]
 
+    /// The address of the storage of `bytes`. Two label sets alive at once with the same
+    /// identity share their array (one was copied from the other, or both came from the ingest
+    /// series cache) and so are equal, without a comparison; different identities say nothing.
+    /// Reads neither the storage nor its reference count.
+    @inlinable
+    public var storageIdentity: UnsafeRawPointer { unsafeBitCast(bytes, to: UnsafeRawPointer.self) }
+
     public static let empty = Labels(canonicalBytes: [])
 
     /// Wraps bytes that are already canonical. Use `validatingCanonicalBytes` for untrusted input.

@@ -27,6 +27,10 @@ final class HeadSeries: @unchecked Sendable {
     /// Changed since the last checkpoint.
     var dirty = false
 
+    /// Starts loading what appending to the series touches first (see `OpenChunk.prefetch`).
+    @inline(__always)
+    func prefetchOpenChunk() { open?.prefetch() }
+
     init(id: SeriesID, labels: Labels, labelsHash: UInt64? = nil, persisted: Bool, lastIndexedBlock: Int32) {
         self.id = id
         self.labels = labels
@@ -73,7 +77,11 @@ struct HeadState {
     /// the batch: a `[Labels: …]` probe hashes ~200 bytes through `Hasher` and compares label
     /// bytes of every occupied bucket it passes (a cache miss each), where this hashes with
     /// XXH64 and compares labels once.
-    var byHash: [UInt64: HeadSeries] = [:]
+    ///
+    /// Unretained: `byID` holds every series, and `register` and `evict` change both together.
+    /// So the append's prefetch pass (`prefetchSeries`) finds a series object without touching
+    /// its reference count, which is an atomic write to a line that is likely out of cache.
+    private(set) var byHash: [UInt64: Unmanaged<HeadSeries>] = [:]
     var hashCollisions: [Labels: HeadSeries] = [:]
     var byID: [SeriesID: HeadSeries] = [:]
     /// The same series by shard: anti-entropy and handover ask for one shard at a time, 1,024
@@ -110,8 +118,28 @@ struct HeadState {
     /// The series with exactly `labels` (whose `stableHash` is `hash`), if in memory.
     @inline(__always)
     func series(_ labels: Labels, hash: UInt64) -> HeadSeries? {
-        if let s = byHash[hash], s.labels == labels { return s }
+        if let u = byHash[hash] {
+            let s = u.takeUnretainedValue()
+            if s.labels == labels { return s }
+        }
         return hashCollisions.isEmpty ? nil : hashCollisions[labels]
+    }
+
+    /// The series whose labels hash to `hash`, if in memory, whose object it starts loading; a
+    /// candidate for `series(_:hash:candidate:)`, unretained (valid until the next `evict`).
+    @inline(__always)
+    func prefetchSeries(hash: UInt64) -> Unmanaged<HeadSeries>? {
+        guard let u = byHash[hash] else { return nil }
+        Prefetch.raw(u.toOpaque(), lines: 2)
+        return u
+    }
+
+    /// `series(labels, hash: hash)`, given what `prefetchSeries(hash:)` returned for `hash`
+    /// since the last `register` or `evict` (`nil` is always a valid candidate).
+    @inline(__always)
+    func series(_ labels: Labels, hash: UInt64, candidate: Unmanaged<HeadSeries>?) -> HeadSeries? {
+        if let s = candidate?.takeUnretainedValue(), s.labels == labels { return s }
+        return series(labels, hash: hash)
     }
 
     /// Counts every time chunk data leaves the head for the store (a chunk closed, an
@@ -122,7 +150,7 @@ struct HeadState {
 
     /// - Precondition: no series with `s.labels` is registered.
     mutating func register(_ s: HeadSeries) {
-        if byHash[s.labelsHash] == nil { byHash[s.labelsHash] = s } else { hashCollisions[s.labels] = s }
+        if byHash[s.labelsHash] == nil { byHash[s.labelsHash] = .passUnretained(s) } else { hashCollisions[s.labels] = s }
         byID[s.id] = s
         byShard[s.id.shard, default: [:]][s.id] = s
     }
@@ -134,7 +162,11 @@ struct HeadState {
 
     mutating func evict(_ s: HeadSeries) {
         chunkMoves &+= 1
-        if byHash[s.labelsHash] === s { byHash[s.labelsHash] = nil } else { hashCollisions[s.labels] = nil }
+        if byHash[s.labelsHash]?.toOpaque() == Unmanaged.passUnretained(s).toOpaque() {
+            byHash[s.labelsHash] = nil
+        } else {
+            hashCollisions[s.labels] = nil
+        }
         byID[s.id] = nil
         byShard[s.id.shard]?[s.id] = nil
         if byShard[s.id.shard]?.isEmpty == true { byShard[s.id.shard] = nil }

@@ -12,6 +12,10 @@ struct OpenChunk {
         appender.append(first.timestampMs, first.value)
     }
 
+    /// See `XORAppender.prefetch`.
+    @inline(__always)
+    func prefetch() { appender.prefetch() }
+
     var count: Int { appender.count }
     var minTimeMs: Int64 { appender.minTimeMs }
     var maxTimeMs: Int64 { appender.maxTimeMs }

@@ -151,7 +151,9 @@ public final class TimeSeriesDB: Querier, Sendable {
                 }
                 report.samples += e.samples.count
                 var ignored = AppendReport()
-                Self.apply(e.samples, to: series, seq: seq, replaying: true, options: options, state: &state, out: &out, report: &ignored)
+                e.samples.withUnsafeBufferPointer {
+                    Self.apply($0, to: series, seq: seq, replaying: true, options: options, state: &state, out: &out, report: &ignored)
+                }
             }
             state.lastAppliedSeq = max(state.lastAppliedSeq, seq)
             state.nextSeq = max(state.nextSeq, seq + 1)
@@ -175,92 +177,94 @@ public final class TimeSeriesDB: Querier, Sendable {
 
     /// Stores `batch`. When this returns without throwing, every accepted sample is durable
     /// (it survives `kill -9` of the process) and visible to readers.
+    ///
+    /// One pass over the batch does everything a series needs while its objects are in cache:
+    /// find or create it, index new blocks, encode its WAL entry and apply its samples to the
+    /// head. Only then is the WAL record written. The head therefore holds a batch's samples a
+    /// moment before they are durable; if that write fails, the store refuses every further
+    /// append until a restart (which replays the WAL), so nothing is acknowledged that is not
+    /// durable, and the in-memory head of a failed store is only read, never built upon.
     public func append(_ batch: [SeriesSamples], nowMs: Int64) throws -> AppendReport {
         var report = AppendReport()
         let oldestAllowed = nowMs - options.retentionMs
         try head.withLock { (h: inout HeadState) throws in
             if let failure = h.failure { throw StorageError.failed(failure) }
             var kv = KVWriteBatch()
-            var entries: [WALRecord.Entry] = []
-            var applied: [(HeadSeries, [Sample], indexed: [Int32])] = []
-            entries.reserveCapacity(batch.count)
-            applied.reserveCapacity(batch.count)
+            var out = KVWriteBatch()
+            var wal = WALRecord.Writer(expectedSeries: batch.count, expectedSamples: batch.count)
             var newlyCreated: [HeadSeries] = []
+            // Allocated when the first series is applied (0: none yet; numbers start at 1).
+            var seq: UInt64 = 0
 
-            for item in batch where !item.samples.isEmpty {
-                var samples = item.samples
-                if !Self.isSorted(samples) { samples.sort { $0.timestampMs < $1.timestampMs } }
-                // Retention and block-range window.
-                var cut = 0
-                while cut < samples.count && samples[cut].timestampMs < oldestAllowed { cut += 1 }
-                if cut > 0 {
-                    report.rejected.append(AppendRejection(
-                        labels: item.labels, reason: .tooOld, samples: cut,
-                        detail: "\(cut) sample(s) older than the retention period (oldest allowed \(oldestAllowed) ms)"))
-                    samples.removeFirst(cut)
+            do {
+                // Start the cache misses of the whole batch at once (see `Prefetch`): each
+                // item's sample and label arrays and the object of its series. The series found
+                // are the candidates of the loop below, which then looks each up only once.
+                var candidates: [Unmanaged<HeadSeries>?] = []
+                candidates.reserveCapacity(batch.count)
+                for i in batch.indices {
+                    Prefetch.storage(of: batch[i].samples)
+                    Prefetch.storage(of: batch[i].labels.bytes)
+                    candidates.append(h.prefetchSeries(hash: batch[i].labelsHash))
                 }
-                if let last = samples.last, last.timestampMs > Self.maxTimestampMs {
-                    let bad = samples.filter { $0.timestampMs > Self.maxTimestampMs }.count
-                    report.rejected.append(AppendRejection(
-                        labels: item.labels, reason: .timestampOutOfRange, samples: bad,
-                        detail: "timestamp \(last.timestampMs) ms is beyond the supported range"))
-                    samples.removeLast(bad)
-                }
-                if samples.isEmpty { continue }
-
-                let series: HeadSeries
-                let labelsHash = item.labelsHash
-                if let s = h.series(item.labels, hash: labelsHash) {
-                    series = s
-                } else {
-                    switch try resolve(item.labels, hash: labelsHash, &h) {
-                    case .series(let s, let created):
+                for i in batch.indices where !batch[i].samples.isEmpty {
+                    // A few items ahead, the series object has arrived: start loading its open
+                    // chunk's buffer. Only candidates found above, still registered: an evict
+                    // happens only on the failure path, after this loop.
+                    let ahead = i + Self.openChunkPrefetchDistance
+                    if ahead < candidates.count, let u = candidates[ahead] {
+                        u._withUnsafeGuaranteedRef { $0.prefetchOpenChunk() }
+                    }
+                    // The common case passes the item's own sample array on, without a copy.
+                    var fixed: [Sample]? = nil
+                    if !Self.admissible(batch[i].samples, oldestAllowed: oldestAllowed) {
+                        guard let admitted = admit(batch[i], oldestAllowed: oldestAllowed, report: &report) else { continue }
+                        fixed = admitted
+                    }
+                    let series: HeadSeries
+                    if let c = candidates[i], c._withUnsafeGuaranteedRef({ $0.labels.storageIdentity }) == Self.labelsIdentity(batch, i) {
+                        // The item carries the very label array the series holds (both come
+                        // from the ingest series cache): no comparison, and no reference count
+                        // change on an array the decoding threads retain and release too.
+                        series = c.takeUnretainedValue()
+                    } else if let s = try findOrCreateSeries(batch[i], candidate: candidates[i], samples: fixed?.count ?? batch[i].samples.count,
+                                                             h: &h, newlyCreated: &newlyCreated, report: &report) {
                         series = s
-                        if created {
-                            newlyCreated.append(s)
-                            report.newSeries += 1
-                        }
-                    case .rejected(let reason, let detail):
-                        report.rejected.append(AppendRejection(labels: item.labels, reason: reason, samples: samples.count, detail: detail))
+                    } else {
                         continue
                     }
+                    if seq == 0 { seq = allocateSeq(&h, &kv) }
+                    if let fixed {
+                        try fixed.withUnsafeBufferPointer {
+                            try appendSamples($0, to: series, seq: seq, h: &h, kv: &kv, out: &out, wal: &wal, report: &report)
+                        }
+                    } else {
+                        try appendSamples(Self.samplesBuffer(batch, i), to: series, seq: seq, h: &h, kv: &kv, out: &out, wal: &wal, report: &report)
+                    }
                 }
-                if !series.persisted {
-                    kv.put(Keyspace.seriesKey(series.id), series.labels.bytes)
+                if seq != 0 {
+                    let record = wal.finish()
+                    kv.put(Keyspace.walKey(seq), record)
+                    // Series, postings and the WAL record: new postings make cached lists stale.
+                    defer { postingsCache.invalidate(after: kv) }
+                    try store.write(kv, sync: false)
+                    h.walBytesSinceCheckpoint += record.count
+                    h.lastAppliedSeq = seq
                 }
-                let indexed = try indexBlocks(for: series, samples: samples, into: &kv, h: &h)
-                entries.append(WALRecord.Entry(id: series.id, samples: samples))
-                applied.append((series, samples, indexed))
-            }
-            guard !entries.isEmpty else { return }
-
-            let seq = allocateSeq(&h, &kv)
-            let record = WALRecord.encode(entries)
-            kv.put(Keyspace.walKey(seq), record)
-            do {
-                // Series, postings and the WAL record: new postings make cached lists stale.
-                defer { postingsCache.invalidate(after: kv) }
-                try store.write(kv, sync: false)
             } catch {
-                // Nothing of this batch is applied; the series created in memory stay
-                // unpersisted. Refuse further appends: a restart replays a consistent WAL.
-                h.failure = "\(error)"
-                for s in newlyCreated { h.evict(s) }
-                h.totalSeries -= newlyCreated.count
+                // Before any series was applied nothing changed but series created in memory,
+                // which stay unpersisted. After, the head is ahead of the WAL: refuse further
+                // appends; a restart replays a consistent WAL.
+                if seq != 0 {
+                    h.failure = "\(error)"
+                    for s in newlyCreated { h.evict(s) }
+                    h.totalSeries -= newlyCreated.count
+                    // Chunks closed by this batch hold samples made durable by earlier ones.
+                    if !out.isEmpty { writeChunks(out, &h) }
+                }
                 throw StorageError.failed("\(error)")
             }
-            h.walBytesSinceCheckpoint += record.count
-            h.lastAppliedSeq = seq
 
-            // Durable: now mark and apply.
-            var out = KVWriteBatch()
-            for (series, samples, indexed) in applied {
-                series.persisted = true
-                for b in indexed {
-                    if b > series.lastIndexedBlock { series.lastIndexedBlock = b } else { series.olderIndexedBlocks.insert(b) }
-                }
-                Self.apply(samples, to: series, seq: seq, replaying: false, options: options, state: &h, out: &out, report: &report)
-            }
             h.stats.samplesAppended += UInt64(report.accepted)
             h.stats.duplicateSamples += UInt64(report.duplicates)
             h.stats.outOfOrderSamples += UInt64(report.outOfOrder)
@@ -269,6 +273,94 @@ public final class TimeSeriesDB: Querier, Sendable {
         }
         return report
     }
+
+    /// The series of `item`, found in the head (`candidate` is what the prefetch pass found for
+    /// its hash), read back from the store or created; `nil` if it may not be created (the
+    /// rejection of its `samples` samples is added to `report`).
+    private func findOrCreateSeries(_ item: SeriesSamples, candidate: Unmanaged<HeadSeries>?, samples: Int, h: inout HeadState,
+                                    newlyCreated: inout [HeadSeries], report: inout AppendReport) throws -> HeadSeries? {
+        if let s = h.series(item.labels, hash: item.labelsHash, candidate: candidate) { return s }
+        switch try resolve(item.labels, hash: item.labelsHash, &h) {
+        case .series(let s, let created):
+            if created {
+                newlyCreated.append(s)
+                report.newSeries += 1
+            }
+            return s
+        case .rejected(let reason, let detail):
+            report.rejected.append(AppendRejection(labels: item.labels, reason: reason, samples: samples, detail: detail))
+            return nil
+        }
+    }
+
+    /// Indexes new blocks of `series`, adds its WAL entry and applies `samples` (sorted, within
+    /// the storable range) to the head.
+    private func appendSamples(_ samples: UnsafeBufferPointer<Sample>, to series: HeadSeries, seq: UInt64, h: inout HeadState, kv: inout KVWriteBatch,
+                               out: inout KVWriteBatch, wal: inout WALRecord.Writer, report: inout AppendReport) throws {
+        if !series.persisted {
+            kv.put(Keyspace.seriesKey(series.id), series.labels.bytes)
+            series.persisted = true
+        }
+        try indexBlocks(for: series, samples: samples, into: &kv, h: &h)
+        wal.add(series.id, samples)
+        Self.apply(samples, to: series, seq: seq, replaying: false, options: options, state: &h, out: &out, report: &report)
+    }
+
+    /// The samples of `batch[i]`, read without retaining their array (whose line the decoding
+    /// thread's allocations next to it keep taking away). Valid while `batch` is, which `append`
+    /// neither changes nor outlives.
+    @inline(__always)
+    private static func samplesBuffer(_ batch: [SeriesSamples], _ i: Int) -> UnsafeBufferPointer<Sample> {
+        batch.withUnsafeBufferPointer { items in items[i].samples.withUnsafeBufferPointer { $0 } }
+    }
+
+    /// The identity of `batch[i]`'s label array (see `Labels.storageIdentity`), read without
+    /// retaining it.
+    @inline(__always)
+    private static func labelsIdentity(_ batch: [SeriesSamples], _ i: Int) -> UnsafeRawPointer {
+        batch.withUnsafeBufferPointer { $0[i].labels.storageIdentity }
+    }
+
+    /// Whether every sample may be stored as is: sorted, none too old or beyond the key range.
+    @inline(__always)
+    private static func admissible(_ samples: [Sample], oldestAllowed: Int64) -> Bool {
+        guard let first = samples.first, first.timestampMs >= oldestAllowed else { return false }
+        var prev = first.timestampMs
+        for s in samples.dropFirst() {
+            if s.timestampMs < prev { return false }
+            prev = s.timestampMs
+        }
+        return prev <= maxTimestampMs
+    }
+
+    /// The samples of `item` that may be stored, sorted by timestamp: those older than the
+    /// retention period or beyond the key layout's range are reported in `report` and dropped.
+    /// `nil` when none is left.
+    private func admit(_ item: SeriesSamples, oldestAllowed: Int64, report: inout AppendReport) -> [Sample]? {
+        var samples = item.samples
+        if !Self.isSorted(samples) { samples.sort { $0.timestampMs < $1.timestampMs } }
+        guard let first = samples.first, let last = samples.last else { return nil }
+        if first.timestampMs < oldestAllowed {
+            var cut = 0
+            while cut < samples.count && samples[cut].timestampMs < oldestAllowed { cut += 1 }
+            report.rejected.append(AppendRejection(
+                labels: item.labels, reason: .tooOld, samples: cut,
+                detail: "\(cut) sample(s) older than the retention period (oldest allowed \(oldestAllowed) ms)"))
+            samples.removeFirst(cut)
+        }
+        if last.timestampMs > Self.maxTimestampMs {
+            let bad = samples.filter { $0.timestampMs > Self.maxTimestampMs }.count
+            report.rejected.append(AppendRejection(
+                labels: item.labels, reason: .timestampOutOfRange, samples: bad,
+                detail: "timestamp \(last.timestampMs) ms is beyond the supported range"))
+            samples.removeLast(bad)
+        }
+        return samples.isEmpty ? nil : samples
+    }
+
+    /// How many series ahead the append starts loading an open chunk's buffer: far enough for
+    /// the load to finish, near enough that the series object fetched for it has arrived.
+    static let openChunkPrefetchDistance = 8
 
     /// Largest timestamp whose block number fits the key layout.
     static let maxTimestampMs: Int64 = Int64(Int32.max - 1) * Keyspace.blockDurationMs
@@ -320,9 +412,9 @@ public final class TimeSeriesDB: Querier, Sendable {
         }
     }
 
-    /// Adds postings for every block of `samples` the series is not yet indexed in. Returns the
-    /// blocks indexed (they become "known indexed" once the write is durable).
-    private func indexBlocks(for s: HeadSeries, samples: [Sample], into kv: inout KVWriteBatch, h: inout HeadState) throws -> [Int32] {
+    /// Adds postings to `kv` for every block of `samples` the series is not yet indexed in, and
+    /// records them as indexed (`append` refuses further work if `kv` then fails to be written).
+    private func indexBlocks(for s: HeadSeries, samples: UnsafeBufferPointer<Sample>, into kv: inout KVWriteBatch, h: inout HeadState) throws {
         var blocks: [Int32] = []
         var last: Int32? = nil
         for sample in samples {
@@ -336,7 +428,7 @@ public final class TimeSeriesDB: Querier, Sendable {
             }
             blocks.append(b)
         }
-        guard !blocks.isEmpty else { return [] }
+        guard !blocks.isEmpty else { return }
         var newest = s.lastIndexedBlock
         for b in blocks {
             for key in Keyspace.postingKeys(block: b, labels: s.labels, id: s.id) { kv.put(key, []) }
@@ -361,7 +453,8 @@ public final class TimeSeriesDB: Querier, Sendable {
             v.appendBigEndian(UInt32(bitPattern: hi))
             kv.put(Keyspace.metaKey("max_block"), v)
         }
-        return blocks
+        for b in blocks where b <= s.lastIndexedBlock { s.olderIndexedBlocks.insert(b) }
+        s.lastIndexedBlock = max(s.lastIndexedBlock, newest)
     }
 
     /// Hands out a sequence number, persisting a new high-water mark every `seqAllocationStep`
@@ -380,7 +473,7 @@ public final class TimeSeriesDB: Querier, Sendable {
 
     /// Applies durable samples (sorted by time) to a series' head state. Closed chunks and
     /// out-of-order flushes are added to `out`.
-    static func apply(_ samples: [Sample], to s: HeadSeries, seq: UInt64, replaying: Bool, options: Options,
+    static func apply(_ samples: UnsafeBufferPointer<Sample>, to s: HeadSeries, seq: UInt64, replaying: Bool, options: Options,
                       state h: inout HeadState, out: inout KVWriteBatch, report: inout AppendReport) {
         for sample in samples {
             let b = Keyspace.block(ofMs: sample.timestampMs)

@@ -27,21 +27,53 @@ public enum WALRecord {
     }
 
     public static func encode(_ entries: [Entry]) -> [UInt8] {
-        var out: [UInt8] = []
-        out.reserveCapacity(16 + entries.reduce(0) { $0 + 10 + $1.samples.count * 11 })
-        out.append(version)
-        out.appendUVarint(UInt64(entries.count))
-        for e in entries {
-            out.appendBigEndian(e.id.rawValue)
-            out.appendUVarint(UInt64(e.samples.count))
+        var w = Writer(expectedSeries: entries.count, expectedSamples: entries.reduce(0) { $0 + $1.samples.count })
+        for e in entries { w.add(e.id, e.samples) }
+        return w.finish()
+    }
+
+    /// Builds a record one series at a time, so an append encodes each series while its samples
+    /// are in cache instead of collecting entries for a second pass.
+    public struct Writer {
+        /// The series count goes before the entries but is known only at the end: entries start
+        /// after room for the largest header, and `finish` moves the header next to them.
+        private static let headerRoom = 1 + 10
+        private var bytes: [UInt8]
+        public private(set) var seriesCount = 0
+
+        /// The sizes only reserve capacity.
+        public init(expectedSeries: Int = 0, expectedSamples: Int = 0) {
+            bytes = [UInt8](repeating: 0, count: Self.headerRoom)
+            bytes.reserveCapacity(Self.headerRoom + 10 * expectedSeries + 11 * expectedSamples)
+        }
+
+        /// Adds one series' samples (at least one, sorted by timestamp).
+        public mutating func add(_ id: SeriesID, _ samples: [Sample]) {
+            samples.withUnsafeBufferPointer { add(id, $0) }
+        }
+
+        /// Adds one series' samples (at least one, sorted by timestamp).
+        public mutating func add(_ id: SeriesID, _ samples: UnsafeBufferPointer<Sample>) {
+            precondition(!samples.isEmpty, "WAL entry without samples")
+            seriesCount += 1
+            bytes.appendBigEndian(id.rawValue)
+            bytes.appendUVarint(UInt64(samples.count))
             var prev: Int64 = 0
-            for s in e.samples {
-                out.appendVarint(s.timestampMs &- prev)
+            for s in samples {
+                bytes.appendVarint(s.timestampMs &- prev)
                 prev = s.timestampMs
-                out.appendLittleEndian(s.value.bitPattern)
+                bytes.appendLittleEndian(s.value.bitPattern)
             }
         }
-        return out
+
+        /// The record.
+        public consuming func finish() -> [UInt8] {
+            var header: [UInt8] = [version]
+            header.appendUVarint(UInt64(seriesCount))
+            var b = bytes
+            b.replaceSubrange(0..<Self.headerRoom, with: header)
+            return b
+        }
     }
 
     public static func decode(_ bytes: [UInt8]) throws(DecodeError) -> [Entry] {

@@ -197,10 +197,15 @@ func bitwiseEqual(_ a: [Sample], _ b: [Sample]) -> Bool {
         let s = L(["__name__": "f"])
         _ = try db.append([SeriesSamples(labels: s, samples: [Sample(t0, 1)])], nowMs: t0)
         kv.failWrites = true
+        let new = L(["__name__": "g"])
         #expect(throws: StorageError.self) {
-            _ = try db.append([SeriesSamples(labels: s, samples: [Sample(t0 + 1, 2)])], nowMs: t0)
+            _ = try db.append([SeriesSamples(labels: s, samples: [Sample(t0 + 1, 2)]),
+                               SeriesSamples(labels: new, samples: [Sample(t0 + 1, 2)])], nowMs: t0)
         }
         kv.failWrites = false
+        // The batch was applied to the head before its write failed: the series it created are
+        // gone again (their samples were never durable).
+        #expect(try await read(db, [.eq("__name__", "g")]).isEmpty)
         #expect(throws: StorageError.self) {
             _ = try db.append([SeriesSamples(labels: s, samples: [Sample(t0 + 2, 3)])], nowMs: t0)
         }
@@ -218,6 +223,14 @@ func bitwiseEqual(_ a: [Sample], _ b: [Sample]) -> Bool {
         #expect(r.rejected.map(\.reason) == [.seriesLimit])
         let again = try db.append([SeriesSamples(labels: L(["__name__": "s", "i": "0"]), samples: [Sample(t0 + 1, 1)])], nowMs: t0)
         #expect(again.accepted == 1)
+    }
+
+    /// A batch of which nothing is stored still counts what it rejected.
+    @Test func rejectionsCountWhenNothingIsAccepted() async throws {
+        let db = try TimeSeriesDB(store: MemoryKV(), nowMs: t0)
+        let r = try db.append([SeriesSamples(labels: L(["__name__": "old"]), samples: [Sample(t0 - 31 * Millis.day, 1)])], nowMs: t0)
+        #expect(r.accepted == 0)
+        #expect(db.statistics().rejectedSamples[.tooOld] == 1)
     }
 
     @Test func rejectsTooOldAndNULLabels() async throws {

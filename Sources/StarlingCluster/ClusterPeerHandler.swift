@@ -123,7 +123,7 @@ public struct ClusterPeerHandler: Sendable {
             var total = 0
             var dropped = 0
             for s in group.series {
-                total += s.samples.count
+                total += s.sampleCount
                 if !rejectedByShard.isEmpty { dropped += rejectedByShard[s.labelsHash] ?? 0 }
             }
             return ShardWriteResult(shard: group.shard, status: .ok, appended: UInt64(total - dropped), dropped: UInt64(dropped))

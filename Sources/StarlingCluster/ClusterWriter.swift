@@ -145,7 +145,7 @@ public final class ClusterWriter: Sendable {
     /// consistency level, storage errors of this node as they are.
     public func write(_ batch: [SeriesSamples], nowMs: Int64) async throws -> ClusterWriteReport {
         var report = ClusterWriteReport()
-        report.samples = batch.reduce(0) { $0 + $1.samples.count }
+        report.samples = batch.reduce(0) { $0 + $1.sampleCount }
         let snapshot = topology.current
         if snapshot.isSingleNode {
             report.local = try await local.append(batch, nowMs: nowMs)
@@ -304,7 +304,7 @@ struct WritePlan {
 
     init(_ batch: [SeriesSamples], placement: Placement, consistency: Consistency) {
         var byShard: [ShardID: [SeriesSamples]] = [:]
-        for s in batch where !s.samples.isEmpty {
+        for s in batch where s.sampleCount > 0 {
             byShard[placement.layout.shard(forHash: s.labelsHash), default: []].append(s)
         }
         for (shard, series) in byShard {

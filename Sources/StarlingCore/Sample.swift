@@ -67,18 +67,31 @@ extension Duration {
 
 /// A series' label set with samples to write: what ingest decoders produce and the storage and
 /// replication layers consume.
+///
+/// One sample — what a scrape-driven request carries per series, thousands of series a
+/// request — is kept inline instead of in a heap array of its own: a request then costs no
+/// allocation per series on the decoding thread, no free per series on the thread that drops
+/// the batch, and no cold array for the storage append to fetch. `samples` reads as an array
+/// either way (building one for an inline sample); hot paths use `sampleCount`, `withSamples`
+/// and `samples(in:at:)`.
 public struct SeriesSamples: Sendable {
     public var labels: Labels {
         didSet { knownLabelsHash = nil }
     }
-    public var samples: [Sample]
+    /// The only sample when `isSingle`.
+    private var single: Sample
+    /// The samples when not `isSingle` (any number, including one).
+    private var array: [Sample]
+    private var isSingle: Bool
     /// `labels.stableHash` when the producer already had it (the ingest series cache), so the
     /// deduplication and storage lookups downstream do not hash ~200 label bytes again per series.
     private var knownLabelsHash: UInt64?
 
     public init(labels: Labels, samples: [Sample]) {
         self.labels = labels
-        self.samples = samples
+        self.single = Sample(0, 0)
+        self.array = samples
+        self.isSingle = false
         self.knownLabelsHash = nil
     }
 
@@ -86,8 +99,72 @@ public struct SeriesSamples: Sendable {
     public init(labels: Labels, labelsHash: UInt64, samples: [Sample]) {
         assert(labelsHash == labels.stableHash, "SeriesSamples: labelsHash is not the labels' stableHash")
         self.labels = labels
-        self.samples = samples
+        self.single = Sample(0, 0)
+        self.array = samples
+        self.isSingle = false
         self.knownLabelsHash = labelsHash
+    }
+
+    /// One sample, kept inline. `labelsHash` as in `init(labels:labelsHash:samples:)`.
+    public init(labels: Labels, labelsHash: UInt64? = nil, sample: Sample) {
+        assert(labelsHash == nil || labelsHash == labels.stableHash, "SeriesSamples: labelsHash is not the labels' stableHash")
+        self.labels = labels
+        self.single = sample
+        self.array = []
+        self.isSingle = true
+        self.knownLabelsHash = labelsHash
+    }
+
+    /// The samples, as an array (one is built for an inline sample).
+    public var samples: [Sample] {
+        get { isSingle ? [single] : array }
+        set {
+            array = newValue
+            isSingle = false
+        }
+        _modify {
+            if isSingle {
+                array = [single]
+                isSingle = false
+            }
+            yield &array
+        }
+    }
+
+    @inlinable
+    public var sampleCount: Int { isSingleSample ? 1 : arrayCount }
+
+    @usableFromInline
+    var isSingleSample: Bool { isSingle }
+    @usableFromInline
+    var arrayCount: Int { array.count }
+
+    /// Calls `body` with the samples, without building an array.
+    public func withSamples<R, E: Error>(_ body: (UnsafeBufferPointer<Sample>) throws(E) -> R) throws(E) -> R {
+        if isSingle {
+            var one = single
+            return try withUnsafePointer(to: &one) { (p) throws(E) -> R in try body(UnsafeBufferPointer(start: p, count: 1)) }
+        }
+        return try array.withUnsafeBufferPointer { (b) throws(E) -> R in try body(b) }
+    }
+
+    /// The samples of `items[i]`, pointing into `items` or into the entry's array: valid while
+    /// `items`' memory is and nothing changes it. Touches neither reference counts nor the
+    /// array of an inline sample.
+    @inline(__always)
+    public static func samples(in items: UnsafeBufferPointer<SeriesSamples>, at i: Int) -> UnsafeBufferPointer<Sample> {
+        let entry = items.baseAddress! + i
+        if entry.pointee.isSingle {
+            let p = UnsafeRawPointer(entry) + MemoryLayout<SeriesSamples>.offset(of: \.single)!
+            return UnsafeBufferPointer(start: p.assumingMemoryBound(to: Sample.self), count: 1)
+        }
+        return entry.pointee.array.withUnsafeBufferPointer { $0 }
+    }
+
+    /// The address of the samples' array storage, for a prefetch; `nil` for an inline sample.
+    @inline(__always)
+    public var samplesStorageIdentity: UnsafeRawPointer? {
+        isSingle ? nil : unsafeBitCast(array, to: UnsafeRawPointer.self)
     }
 
     /// `labels.stableHash`: the one given at creation if any, else computed now.

@@ -168,7 +168,7 @@ struct ResultAccumulator {
         let dropped = BatchDeduplicator.mergeAndDeduplicate(&result.series)
         result.duplicateSamplesDropped += dropped
         var n = 0
-        for s in result.series { n += s.samples.count }
+        for s in result.series { n += s.sampleCount }
         result.acceptedSamples = n
         return result
     }
@@ -217,14 +217,14 @@ enum BatchDeduplicator {
             if w < series.count { series.removeLast(series.count - w) }
         }
         var dropped = 0
-        for k in series.indices where !isStrictlyIncreasing(series[k].samples) {
+        for k in series.indices where series[k].sampleCount > 1 && !series[k].withSamples(isStrictlyIncreasing) {
             dropped += dedupeSamples(&series[k].samples)
         }
         return dropped
     }
 
     @inline(__always)
-    static func isStrictlyIncreasing(_ samples: [Sample]) -> Bool {
+    static func isStrictlyIncreasing(_ samples: UnsafeBufferPointer<Sample>) -> Bool {
         var i = 1
         while i < samples.count {
             if samples[i].timestampMs <= samples[i - 1].timestampMs { return false }
@@ -236,7 +236,7 @@ enum BatchDeduplicator {
     /// Sorts `samples` by (timestamp, value bits) unless already strictly increasing in time,
     /// removes exact duplicates, returns how many were removed.
     static func dedupeSamples(_ samples: inout [Sample]) -> Int {
-        if isStrictlyIncreasing(samples) { return 0 }
+        if samples.withUnsafeBufferPointer(isStrictlyIncreasing) { return 0 }
         samples.sort { a, b in
             a.timestampMs != b.timestampMs ? a.timestampMs < b.timestampMs : a.value.bitPattern < b.value.bitPattern
         }

@@ -450,7 +450,7 @@ struct InfluxLineHandler: LineHandler {
                 acc.result.seriesCacheEvictions += evicted
                 if let hit {
                     acc.result.seriesCacheHits += 1
-                    acc.accept(SeriesSamples(labels: hit.labels, labelsHash: hit.labelsHash, samples: [Sample(timestampMs, f.value)]))
+                    acc.accept(SeriesSamples(labels: hit.labels, labelsHash: hit.labelsHash, sample: Sample(timestampMs, f.value)))
                     continue
                 }
                 acc.result.seriesCacheMisses += 1
@@ -474,9 +474,9 @@ struct InfluxLineHandler: LineHandler {
                 if let (cache, context) = cache {
                     let (evicted, labelsHash) = cacheKey.withUnsafeBytes { cache.insert($0, hash: cacheHash, context: context, labels: labels) }
                     acc.result.seriesCacheEvictions += evicted
-                    acc.accept(SeriesSamples(labels: labels, labelsHash: labelsHash, samples: [Sample(timestampMs, f.value)]))
+                    acc.accept(SeriesSamples(labels: labels, labelsHash: labelsHash, sample: Sample(timestampMs, f.value)))
                 } else {
-                    acc.accept(SeriesSamples(labels: labels, samples: [Sample(timestampMs, f.value)]))
+                    acc.accept(SeriesSamples(labels: labels, sample: Sample(timestampMs, f.value)))
                 }
             case .failure(let failure):
                 acc.result.series.removeLast(acc.result.series.count - mark)

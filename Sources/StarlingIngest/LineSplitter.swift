@@ -137,7 +137,7 @@ struct LineStream<Handler: LineHandler> {
         var taken: [SeriesSamples] = []
         swap(&taken, &handler.acc.result.series)
         handler.acc.result.duplicateSamplesDropped += BatchDeduplicator.mergeAndDeduplicate(&taken)
-        for s in taken { takenSamples += s.samples.count }
+        for s in taken { takenSamples += s.sampleCount }
         return taken
     }
 

@@ -182,8 +182,10 @@ public enum RemoteWriteDecoder {
                 }
             }
 
+            // The accepted samples: the first one alone, and an array only from the second on
+            // (one sample per series is the common case; see `SeriesSamples`).
+            var first: Sample? = nil
             var samples: [Sample] = []
-            samples.reserveCapacity(sampleCount)
             var tooOld = 0, tooNew = 0
             var firstOld: Int64 = 0, firstNew: Int64 = 0
             for body in sampleRanges {
@@ -194,8 +196,14 @@ public enum RemoteWriteDecoder {
                 } else if s.timestampMs > window.upperBound {
                     if tooNew == 0 { firstNew = s.timestampMs }
                     tooNew += 1
-                } else {
+                } else if let f = first {
+                    if samples.isEmpty {
+                        samples.reserveCapacity(sampleCount)
+                        samples.append(f)
+                    }
                     samples.append(s)
+                } else {
+                    first = s
                 }
             }
             if (tooOld > 0 || tooNew > 0) && cached != nil {
@@ -221,6 +229,8 @@ public enum RemoteWriteDecoder {
                 } else {
                     acc.accept(SeriesSamples(labels: labels, samples: samples))
                 }
+            } else if let first {
+                acc.accept(SeriesSamples(labels: labels, labelsHash: labelsHash, sample: first))
             }
         }
 

@@ -283,7 +283,7 @@ public struct WriteMessage: PeerMessage {
 
     public init(shards: [ShardWrite]) { self.shards = shards }
 
-    public var sampleCount: Int { shards.reduce(0) { $0 + $1.series.reduce(0) { $0 + $1.samples.count } } }
+    public var sampleCount: Int { shards.reduce(0) { $0 + $1.series.reduce(0) { $0 + $1.sampleCount } } }
 
     public func encode(into out: inout [UInt8]) {
         out.appendUVarint(UInt64(shards.count))
@@ -292,12 +292,14 @@ public struct WriteMessage: PeerMessage {
             out.appendUVarint(UInt64(group.series.count))
             for series in group.series {
                 out.appendLengthPrefixed(series.labels.bytes)
-                out.appendUVarint(UInt64(series.samples.count))
-                var previous: Int64 = 0
-                for sample in series.samples {
-                    out.appendVarint(sample.timestampMs &- previous)
-                    out.appendBigEndian(sample.value.bitPattern)
-                    previous = sample.timestampMs
+                series.withSamples { samples in
+                    out.appendUVarint(UInt64(samples.count))
+                    var previous: Int64 = 0
+                    for sample in samples {
+                        out.appendVarint(sample.timestampMs &- previous)
+                        out.appendBigEndian(sample.value.bitPattern)
+                        previous = sample.timestampMs
+                    }
                 }
             }
         }
@@ -318,6 +320,13 @@ public struct WriteMessage: PeerMessage {
                 let labels = try r.labels("labels")
                 if labels.isEmpty { throw r.malformed("series with an empty label set in shard \(shard)") }
                 let n = try r.count("sample_count", minItemBytes: 9)
+                if n == 1 {
+                    // The common case, kept inline (see `SeriesSamples`).
+                    let ts = try r.varint("timestamp delta")
+                    let bits = try r.u64("value")
+                    series.append(SeriesSamples(labels: labels, sample: Sample(ts, Double(bitPattern: bits))))
+                    continue
+                }
                 var samples: [Sample] = []
                 samples.reserveCapacity(n)
                 var previous: Int64 = 0

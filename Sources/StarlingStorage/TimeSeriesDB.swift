@@ -203,11 +203,11 @@ public final class TimeSeriesDB: Querier, Sendable {
                 var candidates: [Unmanaged<HeadSeries>?] = []
                 candidates.reserveCapacity(batch.count)
                 for i in batch.indices {
-                    Prefetch.storage(of: batch[i].samples)
+                    if let p = batch[i].samplesStorageIdentity { Prefetch.raw(UnsafeMutableRawPointer(mutating: p)) }
                     Prefetch.storage(of: batch[i].labels.bytes)
                     candidates.append(h.prefetchSeries(hash: batch[i].labelsHash))
                 }
-                for i in batch.indices where !batch[i].samples.isEmpty {
+                for i in batch.indices where batch[i].sampleCount > 0 {
                     // A few items ahead, the series object has arrived: start loading its open
                     // chunk's buffer. Only candidates found above, still registered: an evict
                     // happens only on the failure path, after this loop.
@@ -217,7 +217,7 @@ public final class TimeSeriesDB: Querier, Sendable {
                     }
                     // The common case passes the item's own sample array on, without a copy.
                     var fixed: [Sample]? = nil
-                    if !Self.admissible(batch[i].samples, oldestAllowed: oldestAllowed) {
+                    if !Self.admissible(Self.samplesBuffer(batch, i), oldestAllowed: oldestAllowed) {
                         guard let admitted = admit(batch[i], oldestAllowed: oldestAllowed, report: &report) else { continue }
                         fixed = admitted
                     }
@@ -227,7 +227,7 @@ public final class TimeSeriesDB: Querier, Sendable {
                         // from the ingest series cache): no comparison, and no reference count
                         // change on an array the decoding threads retain and release too.
                         series = c.takeUnretainedValue()
-                    } else if let s = try findOrCreateSeries(batch[i], candidate: candidates[i], samples: fixed?.count ?? batch[i].samples.count,
+                    } else if let s = try findOrCreateSeries(batch[i], candidate: candidates[i], samples: fixed?.count ?? batch[i].sampleCount,
                                                              h: &h, newlyCreated: &newlyCreated, report: &report) {
                         series = s
                     } else {
@@ -308,10 +308,10 @@ public final class TimeSeriesDB: Querier, Sendable {
 
     /// The samples of `batch[i]`, read without retaining their array (whose line the decoding
     /// thread's allocations next to it keep taking away). Valid while `batch` is, which `append`
-    /// neither changes nor outlives.
+    /// neither changes nor outlives (see `SeriesSamples.samples(in:at:)`).
     @inline(__always)
     private static func samplesBuffer(_ batch: [SeriesSamples], _ i: Int) -> UnsafeBufferPointer<Sample> {
-        batch.withUnsafeBufferPointer { items in items[i].samples.withUnsafeBufferPointer { $0 } }
+        batch.withUnsafeBufferPointer { SeriesSamples.samples(in: $0, at: i) }
     }
 
     /// The identity of `batch[i]`'s label array (see `Labels.storageIdentity`), read without
@@ -323,7 +323,7 @@ public final class TimeSeriesDB: Querier, Sendable {
 
     /// Whether every sample may be stored as is: sorted, none too old or beyond the key range.
     @inline(__always)
-    private static func admissible(_ samples: [Sample], oldestAllowed: Int64) -> Bool {
+    private static func admissible(_ samples: UnsafeBufferPointer<Sample>, oldestAllowed: Int64) -> Bool {
         guard let first = samples.first, first.timestampMs >= oldestAllowed else { return false }
         var prev = first.timestampMs
         for s in samples.dropFirst() {

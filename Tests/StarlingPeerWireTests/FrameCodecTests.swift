@@ -139,6 +139,9 @@ import Testing
         extremes.shards[0].series[0].samples = [
             Sample(.min, -0.0), Sample(.max, Double(bitPattern: 0x7FF8_0000_DEAD_BEEF)), Sample(0, .infinity), Sample(-1, .leastNonzeroMagnitude),
         ]
+        // One sample: decoded into an inline sample (`SeriesSamples(labels:sample:)`).
+        extremes.shards[0].series[1].samples = [Sample(-7, Double(bitPattern: 0xFFF0_0000_0000_0001))]
+        extremes.shards[1].series[0] = SeriesSamples(labels: extremes.shards[1].series[0].labels, sample: Sample(.max, StaleMarker.value))
         for w in [write, extremes] {
             let back = try WriteMessage.decode(w.encoded())
             #expect(back.shards.map { $0.shard } == w.shards.map { $0.shard })

@@ -5,27 +5,31 @@ import StarlingCore
 /// out-of-order buffer, and what is already durable about it.
 ///
 /// `@unchecked Sendable`: every access happens under `TimeSeriesDB`'s head lock.
+///
+/// The mutable properties are `@exclusivity(unchecked)`: the append touches them for every
+/// series of every batch, and the runtime check of each access (an access-set insert and
+/// removal) cost as much as the work itself; the head lock already orders every access.
 final class HeadSeries: @unchecked Sendable {
     let id: SeriesID
     let labels: Labels
     /// `labels.stableHash`, the key of `HeadState.byHash`.
     let labelsHash: UInt64
     /// Whether the series record (`0x02`) is durable.
-    var persisted: Bool
+    @exclusivity(unchecked) var persisted: Bool
     /// Newest block whose postings are durable (`Int32.min` when none).
-    var lastIndexedBlock: Int32
+    @exclusivity(unchecked) var lastIndexedBlock: Int32
     /// Older blocks known to be indexed (out-of-order writes into past days).
-    var olderIndexedBlocks: Set<Int32> = []
+    @exclusivity(unchecked) var olderIndexedBlocks: Set<Int32> = []
 
     /// The chunk receiving in-order appends, its block and key discriminator (the WAL sequence
     /// number of the record that opened it, so a replay rewrites the same key).
-    var open: OpenChunk?
-    var openBlock: Int32 = 0
-    var openUniq: UInt64 = 0
+    @exclusivity(unchecked) var open: OpenChunk?
+    @exclusivity(unchecked) var openBlock: Int32 = 0
+    @exclusivity(unchecked) var openUniq: UInt64 = 0
     /// Samples older than the open chunk's newest, sorted by timestamp, unique timestamps.
-    var outOfOrder: [Sample] = []
+    @exclusivity(unchecked) var outOfOrder: [Sample] = []
     /// Changed since the last checkpoint.
-    var dirty = false
+    @exclusivity(unchecked) var dirty = false
 
     /// Starts loading what appending to the series touches first (see `OpenChunk.prefetch`).
     @inline(__always)
@@ -130,7 +134,9 @@ struct HeadState {
     @inline(__always)
     func prefetchSeries(hash: UInt64) -> Unmanaged<HeadSeries>? {
         guard let u = byHash[hash] else { return nil }
-        Prefetch.raw(u.toOpaque(), lines: 2)
+        // The object is ~180 bytes (its open chunk's state is at offsets up to 0x90) and starts
+        // anywhere in a line: four lines hold it.
+        Prefetch.raw(u.toOpaque(), lines: 4)
         return u
     }
 

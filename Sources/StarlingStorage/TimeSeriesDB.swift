@@ -197,24 +197,32 @@ public final class TimeSeriesDB: Querier, Sendable {
             var seq: UInt64 = 0
 
             do {
-                // Start the cache misses of the whole batch at once (see `Prefetch`): each
-                // item's sample and label arrays and the object of its series. The series found
-                // are the candidates of the loop below, which then looks each up only once.
-                var candidates: [Unmanaged<HeadSeries>?] = []
-                candidates.reserveCapacity(batch.count)
-                for i in batch.indices {
-                    if let p = batch[i].samplesStorageIdentity { Prefetch.raw(UnsafeMutableRawPointer(mutating: p)) }
-                    Prefetch.storage(of: batch[i].labels.bytes)
-                    candidates.append(h.prefetchSeries(hash: batch[i].labelsHash))
+                // Software pipelining of the cache misses (see `Prefetch`): while item `i` is
+                // stored, item `i + far` has its sample and label arrays and its series object
+                // requested (the object found through the hash map is its candidate, so the
+                // series is looked up only once), and item `i + near`, whose object has arrived
+                // by then, its open chunk's buffer. A batch-wide first pass instead overflowed
+                // the caches: the objects were gone again when their turn came.
+                let far = Self.prefetchDistance, near = Self.prefetchDistance / 2
+                var candidates = [Unmanaged<HeadSeries>?](repeating: nil, count: batch.count)
+                for j in 0..<min(far, batch.count) {
+                    if let p = batch[j].samplesStorageIdentity { Prefetch.raw(UnsafeMutableRawPointer(mutating: p)) }
+                    Prefetch.storage(of: batch[j].labels.bytes)
+                    candidates[j] = h.prefetchSeries(hash: batch[j].labelsHash)
                 }
-                for i in batch.indices where batch[i].sampleCount > 0 {
-                    // A few items ahead, the series object has arrived: start loading its open
-                    // chunk's buffer. Only candidates found above, still registered: an evict
-                    // happens only on the failure path, after this loop.
-                    let ahead = i + Self.openChunkPrefetchDistance
-                    if ahead < candidates.count, let u = candidates[ahead] {
+                for i in batch.indices {
+                    let j = i + far
+                    if j < batch.count {
+                        if let p = batch[j].samplesStorageIdentity { Prefetch.raw(UnsafeMutableRawPointer(mutating: p)) }
+                        Prefetch.storage(of: batch[j].labels.bytes)
+                        candidates[j] = h.prefetchSeries(hash: batch[j].labelsHash)
+                    }
+                    // Candidates stay registered: an evict happens only on the failure path,
+                    // after this loop.
+                    if i + near < batch.count, let u = candidates[i + near] {
                         u._withUnsafeGuaranteedRef { $0.prefetchOpenChunk() }
                     }
+                    guard batch[i].sampleCount > 0 else { continue }
                     // The common case passes the item's own sample array on, without a copy.
                     var fixed: [Sample]? = nil
                     if !Self.admissible(Self.samplesBuffer(batch, i), oldestAllowed: oldestAllowed) {
@@ -358,9 +366,10 @@ public final class TimeSeriesDB: Querier, Sendable {
         return samples.isEmpty ? nil : samples
     }
 
-    /// How many series ahead the append starts loading an open chunk's buffer: far enough for
-    /// the load to finish, near enough that the series object fetched for it has arrived.
-    static let openChunkPrefetchDistance = 8
+    /// How many series ahead the append requests a series' object and arrays; at half that
+    /// distance, its open chunk's buffer. Far enough for a load from memory to finish while the
+    /// series in between are stored, near enough that the lines are still in cache.
+    static let prefetchDistance = 16
 
     /// Largest timestamp whose block number fits the key layout.
     static let maxTimestampMs: Int64 = Int64(Int32.max - 1) * Keyspace.blockDurationMs

@@ -65,6 +65,8 @@ public struct IngestRoutes: Sendable {
     ///   - database: this node's store, for limits and to answer 503 while it recovers.
     ///   - writer: where decoded series go: the cluster write coordinator, or (nil) this node's
     ///     store directly.
+    ///   - executor: where request bodies are decompressed and decoded (and, without a
+    ///     `writer`, appended).
     public init(settings: Settings, database: @escaping @Sendable () throws -> TimeSeriesDB, writer: (any SampleWriter)? = nil,
                 metrics: StarlingMetrics, executor: BlockingExecutor, nowMs: @escaping @Sendable () -> Int64) {
         self.settings = settings

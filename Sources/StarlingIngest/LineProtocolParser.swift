@@ -157,6 +157,9 @@ struct InfluxLineHandler: LineHandler {
     var acc: ResultAccumulator
     private var builder = SeriesLabelsBuilder()
     private var fields: [Field] = []
+    /// The line's tags as found in it; copied into `builder` only when a field misses the cache
+    /// (see `buildTags`), so a known series costs no copy of its tag bytes.
+    private var tags: [Tag] = []
     private var cache: (SeriesLabelCache, SeriesLabelCache.Context)? = nil
     /// The current field's cache key: a byte telling whether the name is the measurement alone,
     /// the length of the raw measurement and tag set, those bytes, then the raw field key. The
@@ -168,6 +171,15 @@ struct InfluxLineHandler: LineHandler {
         var keyEnd: Int
         var keyEscaped: Bool
         var value: Double
+    }
+
+    struct Tag {
+        var keyStart: Int
+        var keyEnd: Int
+        var keyEscaped: Bool
+        var valueStart: Int
+        var valueEnd: Int
+        var valueEscaped: Bool
     }
 
     init(
@@ -237,6 +249,24 @@ struct InfluxLineHandler: LineHandler {
 
     /// Appends a token's bytes to the builder's scratch, undoing `\,` `\ ` `\=` `\\`.
     @inline(__always)
+    /// Copies the line's tags (unescaped) into `builder`, and the `db` label unless a tag of
+    /// that name was sent.
+    private mutating func buildTags(_ p: UnsafeRawBufferPointer) {
+        var hasDBTag = false
+        for k in tags.indices {
+            let t = tags[k]
+            let ns = builder.scratch.count
+            appendToken(p, t.keyStart, t.keyEnd, escaped: t.keyEscaped)
+            let vs = builder.scratch.count
+            appendToken(p, t.valueStart, t.valueEnd, escaped: t.valueEscaped)
+            builder.pairs.append(.init(nameStart: ns, nameEnd: vs, valueStart: vs, valueEnd: builder.scratch.count))
+            if let dbLabel, !hasDBTag, builder.scratch[ns..<vs].elementsEqual(dbLabel) { hasDBTag = true }
+        }
+        if let db, let dbLabel, !hasDBTag {
+            dbLabel.withUnsafeBytes { k in db.withUnsafeBytes { v in builder.add(name: k, value: v) } }
+        }
+    }
+
     private mutating func appendToken(_ p: UnsafeRawBufferPointer, _ start: Int, _ end: Int, escaped: Bool) {
         if !escaped {
             builder.scratch.append(contentsOf: UnsafeRawBufferPointer(rebasing: p[start..<end]))
@@ -279,6 +309,7 @@ struct InfluxLineHandler: LineHandler {
         let n = p.count
         builder.reset()
         fields.removeAll(keepingCapacity: true)
+        tags.removeAll(keepingCapacity: true)
 
         // Measurement.
         var i = start
@@ -289,8 +320,7 @@ struct InfluxLineHandler: LineHandler {
             throw LineError(reason: .malformedInput, column: n + 1, message: "missing field set after the measurement")
         }
 
-        // Tags.
-        var hasDBTag = false
+        // Tags: located here, copied by `buildTags` if a field misses the cache.
         while i < n, p[i] == 0x2C {
             i += 1
             let keyStart = i
@@ -305,12 +335,8 @@ struct InfluxLineHandler: LineHandler {
             }
             let valueStart = keyEnd + 1
             let (valueEnd, valueEscaped) = Self.scanToken(p, from: valueStart, stopAtEquals: false)
-            let ns = builder.scratch.count
-            appendToken(p, keyStart, keyEnd, escaped: keyEscaped)
-            let vs = builder.scratch.count
-            appendToken(p, valueStart, valueEnd, escaped: valueEscaped)
-            builder.pairs.append(.init(nameStart: ns, nameEnd: vs, valueStart: vs, valueEnd: builder.scratch.count))
-            if let dbLabel, !hasDBTag, builder.scratch[ns..<vs].elementsEqual(dbLabel) { hasDBTag = true }
+            tags.append(Tag(keyStart: keyStart, keyEnd: keyEnd, keyEscaped: keyEscaped,
+                            valueStart: valueStart, valueEnd: valueEnd, valueEscaped: valueEscaped))
             i = valueEnd
         }
         guard i < n, p[i] == 0x20 else {
@@ -322,9 +348,6 @@ struct InfluxLineHandler: LineHandler {
         while i < n, p[i] == 0x20 { i += 1 }
         if i == n {
             throw LineError(reason: .malformedInput, column: i + 1, message: "missing field set")
-        }
-        if let db, let dbLabel, !hasDBTag {
-            dbLabel.withUnsafeBytes { k in db.withUnsafeBytes { v in builder.add(name: k, value: v) } }
         }
 
         // Fields.
@@ -422,8 +445,7 @@ struct InfluxLineHandler: LineHandler {
         if fields.isEmpty { return }
 
         // One series per numeric field.
-        let tagPairs = builder.pairs.count
-        let tagScratch = builder.scratch.count
+        var tagPairs = -1, tagScratch = 0  // -1: tags not built yet
         let useMeasurementOnly = naming.skipSingleField && fields.count + stringFields == 1
         let measurementEmpty = mEnd == measurementStart
         // Series go straight into the result; a failure on a later field takes the line's
@@ -454,6 +476,11 @@ struct InfluxLineHandler: LineHandler {
                     continue
                 }
                 acc.result.seriesCacheMisses += 1
+            }
+            if tagPairs < 0 {
+                buildTags(p)
+                tagPairs = builder.pairs.count
+                tagScratch = builder.scratch.count
             }
             builder.truncate(pairs: tagPairs, scratch: tagScratch)
             let nameStart = builder.scratch.count

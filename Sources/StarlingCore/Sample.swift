@@ -81,8 +81,8 @@ public struct SeriesSamples: Sendable {
     /// The only sample when `isSingle`.
     private var single: Sample
     /// The samples when not `isSingle` (any number, including one).
-    private var array: [Sample]
-    private var isSingle: Bool
+    @usableFromInline private(set) var array: [Sample]
+    @usableFromInline private(set) var isSingle: Bool
     /// `labels.stableHash` when the producer already had it (the ingest series cache), so the
     /// deduplication and storage lookups downstream do not hash ~200 label bytes again per series.
     private var knownLabelsHash: UInt64?
@@ -132,12 +132,10 @@ public struct SeriesSamples: Sendable {
     }
 
     @inlinable
-    public var sampleCount: Int { isSingleSample ? 1 : arrayCount }
+    public var sampleCount: Int { isSingle ? 1 : array.count }
 
-    @usableFromInline
-    var isSingleSample: Bool { isSingle }
-    @usableFromInline
-    var arrayCount: Int { array.count }
+    /// Where `single` lies in the struct, for `samples(in:at:)`.
+    private static let singleOffset = MemoryLayout<SeriesSamples>.offset(of: \.single)!
 
     /// Calls `body` with the samples, without building an array.
     public func withSamples<R, E: Error>(_ body: (UnsafeBufferPointer<Sample>) throws(E) -> R) throws(E) -> R {
@@ -155,7 +153,7 @@ public struct SeriesSamples: Sendable {
     public static func samples(in items: UnsafeBufferPointer<SeriesSamples>, at i: Int) -> UnsafeBufferPointer<Sample> {
         let entry = items.baseAddress! + i
         if entry.pointee.isSingle {
-            let p = UnsafeRawPointer(entry) + MemoryLayout<SeriesSamples>.offset(of: \.single)!
+            let p = UnsafeRawPointer(entry) + singleOffset
             return UnsafeBufferPointer(start: p.assumingMemoryBound(to: Sample.self), count: 1)
         }
         return entry.pointee.array.withUnsafeBufferPointer { $0 }

@@ -198,25 +198,17 @@ public final class TimeSeriesDB: Querier, Sendable {
 
             do {
                 // Software pipelining of the cache misses (see `Prefetch`): while item `i` is
-                // stored, item `i + far` has its sample and label arrays and its series object
-                // requested (the object found through the hash map is its candidate, so the
-                // series is looked up only once), and item `i + near`, whose object has arrived
-                // by then, its open chunk's buffer. A batch-wide first pass instead overflowed
-                // the caches: the objects were gone again when their turn came.
+                // stored, item `i + far` has its sample array and its series object requested
+                // (the object found through the hash map is its candidate, so the series is
+                // looked up only once), and item `i + near`, whose object has arrived by then,
+                // its open chunk's buffer. A batch-wide first pass instead overflowed the caches:
+                // the objects were gone again when their turn came. The label array is not
+                // fetched: a known series matches by the array's identity alone.
                 let far = Self.prefetchDistance, near = Self.prefetchDistance / 2
                 var candidates = [Unmanaged<HeadSeries>?](repeating: nil, count: batch.count)
-                for j in 0..<min(far, batch.count) {
-                    if let p = batch[j].samplesStorageIdentity { Prefetch.raw(UnsafeMutableRawPointer(mutating: p)) }
-                    Prefetch.storage(of: batch[j].labels.bytes)
-                    candidates[j] = h.prefetchSeries(hash: batch[j].labelsHash)
-                }
+                for j in 0..<min(far, batch.count) { candidates[j] = Self.prefetch(batch, j, h) }
                 for i in batch.indices {
-                    let j = i + far
-                    if j < batch.count {
-                        if let p = batch[j].samplesStorageIdentity { Prefetch.raw(UnsafeMutableRawPointer(mutating: p)) }
-                        Prefetch.storage(of: batch[j].labels.bytes)
-                        candidates[j] = h.prefetchSeries(hash: batch[j].labelsHash)
-                    }
+                    if i + far < batch.count { candidates[i + far] = Self.prefetch(batch, i + far, h) }
                     // Candidates stay registered: an evict happens only on the failure path,
                     // after this loop.
                     if i + near < batch.count, let u = candidates[i + near] {
@@ -312,6 +304,14 @@ public final class TimeSeriesDB: Querier, Sendable {
         try indexBlocks(for: series, samples: samples, into: &kv, h: &h)
         wal.add(series.id, samples)
         Self.apply(samples, to: series, seq: seq, replaying: false, options: options, state: &h, out: &out, report: &report)
+    }
+
+    /// Requests the lines storing `batch[j]` touches first: its sample array (if not inline)
+    /// and its series object, which it returns as the candidate for the lookup.
+    @inline(__always)
+    private static func prefetch(_ batch: [SeriesSamples], _ j: Int, _ h: borrowing HeadState) -> Unmanaged<HeadSeries>? {
+        if let p = batch[j].samplesStorageIdentity { Prefetch.raw(UnsafeMutableRawPointer(mutating: p)) }
+        return h.prefetchSeries(hash: batch[j].labelsHash)
     }
 
     /// The samples of `batch[i]`, read without retaining their array (whose line the decoding

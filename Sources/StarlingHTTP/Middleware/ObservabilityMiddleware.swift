@@ -1,9 +1,15 @@
 import Hummingbird
 import Logging
 
-/// Counts every request and records its latency (until the body has been written) by route
-/// template, method and status; logs it at debug level. Sits inside `ErrorMiddleware`, so errors
-/// are already responses here and carry their final status.
+/// Counts every request and records its latency by route template, method and status; logs it at
+/// debug level. Sits inside `ErrorMiddleware`, so errors are already responses here and carry their
+/// final status.
+///
+/// A streamed body (no content length: exports) is wrapped so that the latency covers writing it,
+/// which is most of such a request's time. A body of known length is in memory and is left as it
+/// is: Hummingbird then writes head and body in one `writev`, where the wrapper's closure made it
+/// write and flush them separately, two syscalls and two TCP segments per response (~10 % of a
+/// small query's latency).
 public struct ObservabilityMiddleware: RouterMiddleware {
     public typealias Context = StarlingRequestContext
     let metrics: StarlingMetrics
@@ -36,8 +42,11 @@ public struct ObservabilityMiddleware: RouterMiddleware {
                     "principal": .string(principal),
                 ])
         }
-        // Wrap the body so latency covers writing it (streamed exports take most of their time there).
-        response.body = ResponseBody(contentLength: body.contentLength) { writer in
+        guard body.contentLength == nil else {
+            record()
+            return response
+        }
+        response.body = ResponseBody { writer in
             do {
                 try await body.write(writer)
             } catch {

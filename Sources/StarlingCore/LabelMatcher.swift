@@ -55,8 +55,19 @@ public struct LabelMatcher: Sendable, CustomStringConvertible {
 
     public var description: String { "\(name)\(kind.rawValue)\(quoteLabelValue(value))" }
 
-    /// Whether `labels` satisfies this matcher.
-    public func matches(_ labels: Labels) -> Bool { matches(labels.get(name) ?? "") }
+    /// Whether `labels` satisfies this matcher. Equality compares the stored bytes in place.
+    public func matches(_ labels: Labels) -> Bool {
+        switch kind {
+        case .equal, .notEqual:
+            var want = value
+            let equal = want.withUTF8 { w in
+                labels.withRawValue(of: name) { v in compareBytes(v ?? UnsafeRawBufferPointer(start: nil, count: 0), UnsafeRawBufferPointer(w)) == 0 }
+            }
+            return equal == (kind == .equal)
+        case .regexMatch, .regexNoMatch:
+            return matches(labels.get(name) ?? "")
+        }
+    }
 }
 
 extension LabelMatcher: Hashable {

@@ -158,6 +158,27 @@ public struct Labels: Sendable {
     public var names: [String] { array.map(\.name) }
 
     /// The value of label `name`, or nil when absent.
+    /// Calls `body` with the raw bytes of label `name`'s value, nil when the label is absent;
+    /// no `String` is made (matching a selector against stored labels).
+    public func withRawValue<R>(of name: String, _ body: (UnsafeRawBufferPointer?) throws -> R) rethrows -> R {
+        var key = name
+        return try key.withUTF8 { k in
+            let kb = UnsafeRawBufferPointer(k)
+            return try bytes.withUnsafeBytes { buf in
+                var i = 0
+                while i < buf.count {
+                    let (nl, a) = Self.uvarint(buf, i)
+                    let (vl, b) = Self.uvarint(buf, a + nl)
+                    if nl == kb.count, compareBytes(UnsafeRawBufferPointer(rebasing: buf[a..<a + nl]), kb) == 0 {
+                        return try body(UnsafeRawBufferPointer(rebasing: buf[b..<b + vl]))
+                    }
+                    i = b + vl
+                }
+                return try body(nil)
+            }
+        }
+    }
+
     public func get(_ name: String) -> String? {
         var result: String? = nil
         var key = name

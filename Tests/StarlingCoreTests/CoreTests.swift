@@ -148,6 +148,27 @@ import Testing
         #expect(try LabelMatcher(.regexNoMatch, "a", ".+").matchesEmpty)
         #expect(!(try LabelMatcher(.regexMatch, "a", ".+").matchesEmpty))
     }
+
+    /// Matching a label set (stored bytes compared in place for `=` and `!=`) agrees with
+    /// matching the label's value as a string, absent labels counting as empty.
+    @Test func matchingLabelSetsAgreesWithMatchingValues() throws {
+        let values = ["", "a", "ab", "b", "é", "e\u{301}", "node-0001.example.net:9100", "node-0001.example.net:9101", String(repeating: "x", count: 200)]
+        let sets = values.map { Labels(["__name__": "m", "instance": $0, "zz": "last"]) } + [Labels(["__name__": "m"])]
+        for labels in sets {
+            for name in ["instance", "zz", "__name__", "missing", "inst"] {
+                for value in values + ["last", "m"] {
+                    for kind in LabelMatcher.Kind.allCases {
+                        let m = try LabelMatcher(kind, name, value)
+                        #expect(m.matches(labels) == m.matches(labels.get(name) ?? ""), "\(m) on \(labels)")
+                    }
+                }
+            }
+        }
+        #expect(LabelMatcher.eq("instance", "ab").matches(Labels(["instance": "ab"])))
+        #expect(!LabelMatcher.eq("instance", "ab").matches(Labels(["instance": "abc"])))
+        #expect(!LabelMatcher.eq("instance", "e\u{301}").matches(Labels(["instance": "é"])), "bytes, not canonical equivalence")
+        #expect(try LabelMatcher(.notEqual, "missing", "").matches(Labels(["a": "b"])) == false)
+    }
 }
 
 @Suite struct LabelOrderTests {

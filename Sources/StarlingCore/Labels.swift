@@ -298,6 +298,75 @@ extension Labels: Comparable {
     }
 }
 
+extension Labels {
+    /// For each of `sets`, a key whose order agrees with `Labels.compare` wherever two keys differ
+    /// (equal keys decide nothing): sorting by key first settles most pairs with one integer
+    /// comparison instead of a walk over both label sets.
+    ///
+    /// The sets' bytes share a common prefix; every field (a length-prefixed name or value) that
+    /// ends inside it is equal in all sets, so the field holding the first difference starts at
+    /// the same offset `f` in each. That field decides `compare` by its bytes, so the key is its
+    /// first 8 bytes, big-endian, zero-padded (a shorter field that is a prefix of a longer one
+    /// pads to a key no greater than the longer one's). A set that ends at `f` has fewer labels
+    /// and sorts first: its key is (0, 0), the others' (1, bytes).
+    public static func sortKeys(_ sets: [Labels]) -> [(UInt8, UInt64)] {
+        guard let first = sets.first else { return [] }
+        return first.bytes.withUnsafeBytes { x -> [(UInt8, UInt64)] in
+            // Common prefix of every set with the first.
+            var common = x.count
+            for other in sets.dropFirst() {
+                other.bytes.withUnsafeBytes { y in
+                    let n = Swift.min(common, y.count)
+                    var d = 0
+                    while d + 8 <= n, x.loadUnaligned(fromByteOffset: d, as: UInt64.self) == y.loadUnaligned(fromByteOffset: d, as: UInt64.self) {
+                        d += 8
+                    }
+                    while d < n, x[d] == y[d] { d += 1 }
+                    common = d
+                }
+                if common == 0 { break }
+            }
+            // Start of the field holding the first difference (fields ending inside the common
+            // prefix are skipped; a field's length prefix belongs to it).
+            var f = 0
+            while f < x.count {
+                let (len, start) = uvarint(x, f)
+                if start + len > common { break }
+                f = start + len
+            }
+            return sets.map { set in
+                set.bytes.withUnsafeBytes { y -> (UInt8, UInt64) in
+                    guard f < y.count else { return (0, 0) }
+                    let (len, start) = uvarint(y, f)
+                    var key: UInt64 = 0
+                    for k in 0..<8 {
+                        key <<= 8
+                        if k < len { key |= UInt64(y[start + k]) }
+                    }
+                    return (1, key)
+                }
+            }
+        }
+    }
+}
+
+extension Array {
+    /// Sorts by the `Labels` each element carries (`Labels.<`), most comparisons being one
+    /// integer comparison of `Labels.sortKeys`.
+    @inlinable
+    public mutating func sortByLabels(_ labels: (Element) -> Labels) {
+        guard count > 1 else { return }
+        let keys = Labels.sortKeys(map(labels))
+        var order = Array<Int>(indices)
+        order.sort { i, j in
+            let a = keys[i], b = keys[j]
+            if a != b { return a < b }
+            return Labels.compare(labels(self[i]), labels(self[j])) < 0
+        }
+        self = order.map { self[$0] }
+    }
+}
+
 /// Bytewise three-way comparison (memcmp then length).
 @inlinable
 public func compareBytes(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Int {

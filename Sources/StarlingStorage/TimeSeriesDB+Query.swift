@@ -127,7 +127,7 @@ extension TimeSeriesDB {
     public func select(_ matchers: [LabelMatcher], hints: SelectHints) async throws -> any SeriesSet {
         let ids = try postings(matchers, startMs: hints.startMs, endMs: hints.endMs, shards: hints.shards)
         var items = try labels(for: ids).filter { matchers.matches($0.1) }
-        items.sort { $0.1 < $1.1 }
+        items.sortByLabels { $0.1 }
         return LocalSeriesSet(db: self, items: items, startMs: hints.startMs, endMs: hints.endMs, limit: hints.limit)
     }
 

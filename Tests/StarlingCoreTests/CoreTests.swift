@@ -200,6 +200,44 @@ import Testing
             #expect(Labels.compare(a, a) == 0)
         }
     }
+
+    /// The keyed sort orders as `<` does, for selections that share a long prefix (one metric),
+    /// that differ early (several metrics), that end where others go on, and whose first
+    /// difference lies in a length prefix or beyond a value's first 8 bytes.
+    @Test func sortByLabelsOrdersAsCompare() {
+        var rng = SeededRandom(seed: 7)
+        let values: [String] = ["", "a", "ab", "b", "ab\u{0}", "abcdefgh", "abcdefghi", "abcdefgh\u{0}",
+                                "node-0001.example.net:9100", "node-0002.example.net:9100", "node-0001.example.net:91",
+                                String(repeating: "x", count: 130), String(repeating: "x", count: 129) + "y", "é"]
+        func pick() -> String { values[Int(rng.next() % UInt64(values.count))] }
+        func randomLabels(names: [String]) -> Labels {
+            var pairs: [String: String] = [:]
+            for name in names where rng.next() % 4 != 0 { pairs[name] = pick() }
+            return Labels(pairs.filter { !$0.value.isEmpty }.map { Label($0.key, $0.value) })
+        }
+        for round in 0..<400 {
+            let oneMetric = round % 2 == 0
+            let n = 1 + Int(rng.next() % 60)
+            var items: [(Int, Labels)] = (0..<n).map { i in
+                var l = randomLabels(names: ["cpu", "instance", "job", "mode"])
+                if oneMetric {
+                    l = Labels([Label("__name__", "node_cpu_seconds_total")] + l.array)
+                } else if rng.next() % 3 != 0 {
+                    l = Labels([Label("__name__", ["up", "upx", "node_load1", "node_load15"][Int(rng.next() % 4)])] + l.array)
+                }
+                return (i, l)
+            }
+            let want = items.sorted { Labels.compare($0.1, $1.1) < 0 }.map(\.1)
+            items.sortByLabels { $0.1 }
+            #expect(items.map(\.1) == want, "round \(round)")
+        }
+        var empty: [Labels] = []
+        empty.sortByLabels { $0 }
+        #expect(empty.isEmpty)
+        var same = [Labels(["a": "1"]), Labels(["a": "1"]), Labels.empty]
+        same.sortByLabels { $0 }
+        #expect(same == [Labels.empty, Labels(["a": "1"]), Labels(["a": "1"])])
+    }
 }
 
 @Suite struct RemovingLabelTests {

@@ -6,7 +6,13 @@ network, disk, filesystem and an HTTP latency histogram, scraped every 15 s), pu
 write into each system, then runs the representative query set -- `rate` of counters summed by
 host, `avg by (region)` of a gauge, `max_over_time`, `topk`, `histogram_quantile`, a single
 series, CPU utilisation, a ratio of gauges -- as instant queries and as 1 h / 6 h range queries,
-sequentially, `--runs` times each, and prints p50/p99 latency per system.
+`--runs` times each, and prints p50/p99 latency per system.
+
+Runs of one query are interleaved across the systems (run i asks each system in turn, starting
+with a different one each run), so a slow phase of the machine lands on all of them alike rather
+than on whichever system's block of runs it fell in. Queries are sequential: one request at a
+time, each over a new connection. With --runs 30 the p99 is the slowest run; use --runs 100 or
+more for a p99 that is not the maximum.
 
 Prometheus and VictoriaMetrics are started here (Debian packages `prometheus`, `victoria-metrics`)
 on loopback with throw-away data directories; Starling is a running node given by --starling-url
@@ -216,6 +222,7 @@ def main():
                 continue
             for mname, rng in modes:
                 row = "%-20s %-14s" % (qname, mname)
+                requests = []
                 for sname, base, extra, headers in systems:
                     if rng is None:
                         path, params = "/api/v1/query", {"query": q, "time": "%.3f" % (end / 1000)}
@@ -224,8 +231,14 @@ def main():
                                                                 "end": "%.3f" % (end / 1000), "step": str(rng[1])}
                     params.update(extra)
                     timed_query(base, path, params, headers)  # warm-up
-                    lat = [timed_query(base, path, params, headers) for _ in range(args.runs)]
-                    p50, p99 = percentile(lat, 0.5), percentile(lat, 0.99)
+                    requests.append((sname, base, path, params, headers))
+                lat = {r[0]: [] for r in requests}
+                for i in range(args.runs):
+                    for k in range(len(requests)):
+                        sname, base, path, params, headers = requests[(i + k) % len(requests)]
+                        lat[sname].append(timed_query(base, path, params, headers))
+                for sname, _, _, _, _ in requests:
+                    p50, p99 = percentile(lat[sname], 0.5), percentile(lat[sname], 0.99)
                     results.setdefault(sname, {})["%s %s" % (qname, mname)] = {"p50_ms": round(p50, 2), "p99_ms": round(p99, 2)}
                     row += "%26s" % ("%.1f / %.1f" % (p50, p99))
                 print(row, flush=True)

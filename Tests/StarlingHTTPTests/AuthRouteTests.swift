@@ -3,6 +3,7 @@ import Hummingbird
 import HummingbirdTesting
 import NIOCore
 import NIOPosix
+import StarlingTestKit
 import Synchronization
 import Testing
 
@@ -220,6 +221,26 @@ func json(_ buffer: ByteBuffer?) -> [String: Any] {
                 #expect(text.contains("starling_http_requests_total{route=\"unmatched\",method=\"GET\",code=\"404\"} 1"))
                 #expect(text.contains("starling_http_request_duration_seconds_bucket{route=\"unmatched\",method=\"GET\""))
             }
+        }
+    }
+
+    /// The byte-level reading of `Authorization` values agrees with the general one (split at
+    /// the first space, scheme compared lowercased, token trimmed of whitespace) on every value
+    /// built from these pieces, and finds the token where it should.
+    @Test func bearerHeaderParsingAgreesWithTheGeneralPath() {
+        let pieces = ["", " ", "  ", "\t", "Bearer", "bearer", "BEARER", "BeArEr", "Bearerx", "Basic", "tok", "abc-123_XYZ", "a b", "é", "\u{00A0}", "\u{3000}"]
+        var rng = SeededRandom(seed: 11)
+        for _ in 0..<20_000 {
+            let header = (0..<Int(rng.next() % 6)).map { _ in pieces[Int(rng.next() % UInt64(pieces.count))] }.joined()
+            #expect(TokenAuthority.bearerToken(header) == TokenAuthority.bearerTokenGeneral(header), "\(Array(header.utf8))")
+        }
+        #expect(TokenAuthority.bearerToken("Bearer abc") == "abc")
+        #expect(TokenAuthority.bearerToken("  bearer \t abc \t ") == "abc")
+        #expect(TokenAuthority.bearerToken("Bearer a b") == "a b")
+        #expect(TokenAuthority.bearerToken("Bearer\u{00A0}abc\u{00A0}") == nil)
+        #expect(TokenAuthority.bearerToken("Bearer \u{00A0}abc\u{00A0}") == "abc")
+        for malformed in ["", "Bearer", "Bearer ", "Bearer \t ", "Basic abc", "Bearer\tabc", "Bearerabc"] {
+            #expect(TokenAuthority.bearerToken(malformed) == nil, "\(malformed)")
         }
     }
 

@@ -157,7 +157,6 @@ public struct Labels: Sendable {
 
     public var names: [String] { array.map(\.name) }
 
-    /// The value of label `name`, or nil when absent.
     /// Calls `body` with the raw bytes of label `name`'s value, nil when the label is absent;
     /// no `String` is made (matching a selector against stored labels).
     public func withRawValue<R>(of name: String, _ body: (UnsafeRawBufferPointer?) throws -> R) rethrows -> R {
@@ -179,19 +178,12 @@ public struct Labels: Sendable {
         }
     }
 
+    /// The value of label `name`, or nil when absent.
     public func get(_ name: String) -> String? {
-        var result: String? = nil
-        var key = name
-        key.withUTF8 { k in
-            let kb = UnsafeRawBufferPointer(k)
-            forEachRaw { n, v in
-                if result == nil, n.elementsEqual(kb) { result = String(decoding: v, as: UTF8.self) }
-            }
-        }
-        return result
+        withRawValue(of: name) { $0.map { String(decoding: $0, as: UTF8.self) } }
     }
 
-    public func has(_ name: String) -> Bool { get(name) != nil }
+    public func has(_ name: String) -> Bool { withRawValue(of: name) { $0 != nil } }
 
     /// The metric name (`__name__`), if any.
     public var metricName: String? { self.get(metricNameLabel) }
@@ -271,11 +263,7 @@ extension Labels: Comparable {
                 // differs, a word at a time. The fields (length-prefixed names and values) that
                 // end before it are equal and lie at the same offsets in both.
                 let n = Swift.min(x.count, y.count)
-                var d = 0
-                while d + 8 <= n, x.loadUnaligned(fromByteOffset: d, as: UInt64.self) == y.loadUnaligned(fromByteOffset: d, as: UInt64.self) {
-                    d += 8
-                }
-                while d < n, x[d] == y[d] { d += 1 }
+                let d = commonPrefix(x, y, upTo: n)
                 if d == x.count && d == y.count { return 0 }
                 var i = 0
                 while i < n {
@@ -299,6 +287,17 @@ extension Labels: Comparable {
 }
 
 extension Labels {
+    /// How many leading bytes `x` and `y` share, looking at most at `n` (≤ both counts); a
+    /// word at a time, since label sets compared or sorted together share most of their bytes.
+    static func commonPrefix(_ x: UnsafeRawBufferPointer, _ y: UnsafeRawBufferPointer, upTo n: Int) -> Int {
+        var d = 0
+        while d + 8 <= n, x.loadUnaligned(fromByteOffset: d, as: UInt64.self) == y.loadUnaligned(fromByteOffset: d, as: UInt64.self) {
+            d += 8
+        }
+        while d < n, x[d] == y[d] { d += 1 }
+        return d
+    }
+
     /// For each of `sets`, a key whose order agrees with `Labels.compare` wherever two keys differ
     /// (equal keys decide nothing): sorting by key first settles most pairs with one integer
     /// comparison instead of a walk over both label sets.
@@ -315,15 +314,7 @@ extension Labels {
             // Common prefix of every set with the first.
             var common = x.count
             for other in sets.dropFirst() {
-                other.bytes.withUnsafeBytes { y in
-                    let n = Swift.min(common, y.count)
-                    var d = 0
-                    while d + 8 <= n, x.loadUnaligned(fromByteOffset: d, as: UInt64.self) == y.loadUnaligned(fromByteOffset: d, as: UInt64.self) {
-                        d += 8
-                    }
-                    while d < n, x[d] == y[d] { d += 1 }
-                    common = d
-                }
+                common = other.bytes.withUnsafeBytes { y in commonPrefix(x, y, upTo: Swift.min(common, y.count)) }
                 if common == 0 { break }
             }
             // Start of the field holding the first difference (fields ending inside the common

@@ -280,7 +280,7 @@ public final class TokenAuthority: Sendable {
             while i < n, b[i] == 0x20 { i += 1 }
             let schemeStart = i
             while i < n, b[i] != 0x20 { i += 1 }
-            let bearer = Array("bearer".utf8)
+            let bearer = Self.bearerScheme
             guard i - schemeStart == bearer.count,
                 (0..<bearer.count).allSatisfy({ b[schemeStart + $0] | 0x20 == bearer[$0] }),
                 i < n
@@ -295,6 +295,9 @@ public final class TokenAuthority: Sendable {
         if let ascii { return ascii }
         return bearerTokenGeneral(header)
     }
+
+    /// The scheme's bytes, lowercase (`bearerToken` compares `byte | 0x20`).
+    private static let bearerScheme: [UInt8] = Array("bearer".utf8)
 
     /// `bearerToken` for any header value.
     static func bearerTokenGeneral(_ header: String) -> String? {

@@ -1,4 +1,5 @@
 import Hummingbird
+import HummingbirdCore
 import Logging
 
 /// Counts every request and records its latency by route template, method and status; logs it at
@@ -23,38 +24,50 @@ public struct ObservabilityMiddleware: RouterMiddleware {
         var response = try await next(request, context)
         // Route templates keep the label set bounded; unknown paths share one value.
         // Hummingbird names the not-found responder's path "NotFound".
-        let route = context.endpointPath.flatMap { $0 == "NotFound" ? nil : $0 } ?? "unmatched"
-        let method = request.method.rawValue
-        let status = response.status.code
-        let metrics = self.metrics
-        let logger = context.logger
-        let path = request.uri.path
-        let principal = context.principal?.name ?? "-"
+        let done = Completed(
+            metrics: metrics, logger: context.logger, start: start,
+            route: context.endpointPath.flatMap { $0 == "NotFound" ? nil : $0 } ?? "unmatched",
+            method: request.method.rawValue, status: response.status.code, uri: request.uri,
+            principal: context.principal?.name ?? "-")
         let body = response.body
-        let record: @Sendable () -> Void = {
-            let elapsed = ContinuousClock.now - start
-            metrics.request(route: route, method: method, status: status, duration: elapsed)
-            logger.debug(
-                "request",
-                metadata: [
-                    "method": .string(method), "path": .string(path), "route": .string(route),
-                    "status": .stringConvertible(status), "duration_ms": .stringConvertible(Double(elapsed.milliseconds)),
-                    "principal": .string(principal),
-                ])
-        }
         guard body.contentLength == nil else {
-            record()
+            done.record()
             return response
         }
         response.body = ResponseBody { writer in
             do {
                 try await body.write(writer)
             } catch {
-                record()
+                done.record()
                 throw error
             }
-            record()
+            done.record()
         }
         return response
+    }
+
+    /// What is recorded of a request once its response is complete. A value, so the common case
+    /// (recorded when the handler returns) allocates no closure context.
+    struct Completed: Sendable {
+        let metrics: StarlingMetrics
+        let logger: Logger
+        let start: ContinuousClock.Instant
+        let route: String
+        let method: String
+        let status: Int
+        let uri: URI
+        let principal: String
+
+        func record() {
+            let elapsed = ContinuousClock.now - start
+            metrics.request(route: route, method: method, status: status, duration: elapsed)
+            logger.debug(
+                "request",
+                metadata: [
+                    "method": .string(method), "path": .string(uri.path), "route": .string(route),
+                    "status": .stringConvertible(status), "duration_ms": .stringConvertible(Double(elapsed.milliseconds)),
+                    "principal": .string(principal),
+                ])
+        }
     }
 }

@@ -11,8 +11,11 @@ series, CPU utilisation, a ratio of gauges -- as instant queries and as 1 h / 6 
 Runs of one query are interleaved across the systems (run i asks each system in turn, starting
 with a different one each run), so a slow phase of the machine lands on all of them alike rather
 than on whichever system's block of runs it fell in. Queries are sequential: one request at a
-time, each over a new connection. With --runs 30 the p99 is the slowest run; use --runs 100 or
-more for a p99 that is not the maximum.
+time, each over a new connection. Percentiles are nearest-rank: the p99 of N runs is the
+ceil(0.99 N)-th fastest: the slowest run for N < 100, the second slowest for N = 100 and the
+sixth slowest for N = 500.
+Python's cyclic garbage collector is off while a query's runs are timed (and run between
+queries), so its pauses do not land on whichever system was answering.
 
 Prometheus and VictoriaMetrics are started here (Debian packages `prometheus`, `victoria-metrics`)
 on loopback with throw-away data directories; Starling is a running node given by --starling-url
@@ -24,7 +27,9 @@ Only the Python standard library is used. Reuses the remote-write encoder of pro
 
 import argparse
 import importlib.util
+import gc
 import json
+import math
 import os
 import random
 import shutil
@@ -164,15 +169,16 @@ def timed_query(base, path, params, headers):
 
 
 def percentile(xs, p):
+    """Nearest-rank percentile: the smallest value with at least p of the values at or below it."""
     xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(len(xs) * p))]
+    return xs[max(0, math.ceil(round(len(xs) * p, 9)) - 1)]
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--hosts", type=int, default=100)
     ap.add_argument("--hours", type=int, default=6)
-    ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--runs", type=int, default=100)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--prometheus", default=shutil.which("prometheus") or "/usr/bin/prometheus")
     ap.add_argument("--victoria", default=shutil.which("victoria-metrics") or "/usr/bin/victoria-metrics")
@@ -233,14 +239,19 @@ def main():
                     timed_query(base, path, params, headers)  # warm-up
                     requests.append((sname, base, path, params, headers))
                 lat = {r[0]: [] for r in requests}
-                for i in range(args.runs):
-                    for k in range(len(requests)):
-                        sname, base, path, params, headers = requests[(i + k) % len(requests)]
-                        lat[sname].append(timed_query(base, path, params, headers))
+                gc.collect()
+                gc.disable()
+                try:
+                    for i in range(args.runs):
+                        for k in range(len(requests)):
+                            sname, base, path, params, headers = requests[(i + k) % len(requests)]
+                            lat[sname].append(timed_query(base, path, params, headers))
+                finally:
+                    gc.enable()
                 for sname, _, _, _, _ in requests:
                     p50, p99 = percentile(lat[sname], 0.5), percentile(lat[sname], 0.99)
-                    results.setdefault(sname, {})["%s %s" % (qname, mname)] = {"p50_ms": round(p50, 2), "p99_ms": round(p99, 2)}
-                    row += "%26s" % ("%.1f / %.1f" % (p50, p99))
+                    results.setdefault(sname, {})["%s %s" % (qname, mname)] = {"p50_ms": round(p50, 3), "p99_ms": round(p99, 3)}
+                    row += "%26s" % (("%.2f / %.2f" if p99 < 10 else "%.1f / %.1f") % (p50, p99))
                 print(row, flush=True)
         if args.json:
             with open(args.json, "w") as f:

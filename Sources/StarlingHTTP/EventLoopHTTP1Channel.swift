@@ -36,9 +36,14 @@ public struct EventLoopHTTP1Channel: ServerChildChannel {
 }
 
 extension HTTPServerBuilder {
-    /// HTTP/1.1 with each connection's task on its event loop (`EventLoopHTTP1Channel`).
+    /// HTTP/1.1 with each connection's task on its event loop (`EventLoopHTTP1Channel`), closing
+    /// connections outright once the answer to a `Connection: close` request has gone out
+    /// (`CloseAfterResponseHandler`).
     public static func http1OnEventLoop(configuration: HTTP1Channel.Configuration = .init()) -> HTTPServerBuilder {
-        .init { responder in EventLoopHTTP1Channel(HTTP1Channel(responder: responder, configuration: configuration)) }
+        var withClose = configuration
+        let additional = configuration.additionalChannelHandlers
+        withClose.additionalChannelHandlers = { additional() + [CloseAfterResponseHandler()] }
+        return .init { [withClose] responder in EventLoopHTTP1Channel(HTTP1Channel(responder: responder, configuration: withClose)) }
     }
 }
 

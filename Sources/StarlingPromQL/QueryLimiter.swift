@@ -9,9 +9,12 @@ import Synchronization
 /// A query checks its own deadline at every cancellation check (`QueryCancellation`). A query
 /// suspended where it checks nothing (waiting for a peer) is canceled by the limiter's
 /// **watchdog**: one task that sleeps until the earliest deadline of the running queries and
-/// cancels the ones past it. It runs only while queries do, and is replaced when a query with an
-/// earlier deadline arrives. Queries thus cost a registration, not a timer task each (a child
-/// task and a clock sleep per query were a tenth of a small query's server time).
+/// cancels the ones past it. It is replaced when a query with an earlier deadline arrives. Once
+/// no query runs it lingers for one more timeout (the last query's) and ends only if none was
+/// registered meanwhile, so back-to-back queries share it. Queries thus cost a registration,
+/// not a timer task each: a child task and a clock sleep per query were a tenth of a small
+/// query's server time, and a new watchdog per query (when small queries finished before it
+/// first ran) woke a thread of the global executor for every query.
 public final class QueryLimiter: Sendable {
     /// Queries running at once. Default 20 (Prometheus `--query.max-concurrency`).
     public let maxConcurrent: Int
@@ -30,6 +33,10 @@ public final class QueryLimiter: Sendable {
         var watchdog: Task<Void, Never>?
         var watchdogGeneration: UInt64 = 0
         var sleepingUntilRemaining: Duration?
+        /// The time left of the last query registered, when it was: how long an idle watchdog lingers.
+        var lastTimeout: Duration = .zero
+        /// Registrations so far: an idle watchdog ends if none came while it lingered.
+        var registrations: UInt64 = 0
     }
     private let watch = Mutex(WatchState())
 
@@ -77,7 +84,9 @@ public final class QueryLimiter: Sendable {
             s.nextID &+= 1
             let id = s.nextID
             s.queries[id] = w
+            s.registrations &+= 1
             let mine = w.remaining()
+            s.lastTimeout = mine
             if s.watchdog == nil || (s.sleepingUntilRemaining.map { mine < $0 } ?? false) {
                 s.watchdog?.cancel()
                 s.watchdogGeneration &+= 1
@@ -90,6 +99,9 @@ public final class QueryLimiter: Sendable {
     }
 
     private func watchdog<C: Clock>(clock: C, generation: UInt64) async where C.Duration == Duration {
+        // The registration count when the watchdog last found no query: it lingers once per idle
+        // spell and ends when a whole linger passed without a new query.
+        var idleSince: UInt64?
         while true {
             // Cancel what is past its deadline; find how long until the next one.
             let next: Duration? = watch.withLock { s in
@@ -103,11 +115,21 @@ public final class QueryLimiter: Sendable {
                     let r = w.remaining()
                     if earliest.map({ r < $0 }) ?? true { earliest = r }
                 }
-                if earliest == nil {
+                if let earliest {
+                    idleSince = nil
+                    s.sleepingUntilRemaining = earliest
+                    return earliest
+                }
+                if idleSince == s.registrations || s.lastTimeout <= .zero {
                     s.watchdog = nil
                     s.sleepingUntilRemaining = nil
+                    return nil
                 }
-                return earliest
+                // Idle: sleep one timeout more. A query registered meanwhile with a shorter time
+                // left replaces this watchdog; one with as much or more is checked on waking.
+                idleSince = s.registrations
+                s.sleepingUntilRemaining = s.lastTimeout
+                return s.lastTimeout
             }
             guard let next else { return }
             do {

@@ -248,7 +248,35 @@ final class CountingSeriesSet: SeriesSet, @unchecked Sendable {
         try await waitFor("the watchdog sleeping until 100 s again") { clock.sleeperDeadlines == [.seconds(100)] }
         await clock.advanceIfWaiting(by: .seconds(100))
         #expect(await long.value == PromQLError.timeout)
-        try await waitFor("no watchdog once no query runs") { clock.sleeperDeadlines.isEmpty }
+        // Idle, it lingers for the last query's timeout (the short one's 5 s, from 106 s)...
+        try await waitFor("the idle watchdog lingering until 111 s") { clock.sleeperDeadlines == [.seconds(111)] }
+        // ...and a query with at least as long a timeout starts no watchdog of its own.
+        let quick = try await limiter.run(timeout: .seconds(50), clock: clock) { (_: QueryCancellation) async throws(PromQLError) -> Int in 7 }
+        #expect(quick == 7)
+        #expect(clock.sleeperDeadlines == [.seconds(111)])
+        // A query came while it lingered: it lingers once more, for that query's 50 s...
+        await clock.advanceIfWaiting(by: .seconds(5))
+        try await waitFor("lingering again until 161 s") { clock.sleeperDeadlines == [.seconds(161)] }
+        // ...and a query that runs past the linger is still timed out by it.
+        let lateStarted = Mutex(false)
+        let late = Task { () async -> PromQLError? in
+            do throws(PromQLError) {
+                _ = try await limiter.run(timeout: .seconds(60), clock: clock) { cancel throws(PromQLError) in
+                    lateStarted.withLock { $0 = true }
+                    return try await untilCanceled(cancel)
+                }
+            } catch { return error }
+            return nil
+        }
+        try await waitFor("the late query running") { lateStarted.withLock { $0 } }
+        await clock.advanceIfWaiting(by: .seconds(50))
+        try await waitFor("the watchdog sleeping until the late query's deadline") { clock.sleeperDeadlines == [.seconds(171)] }
+        await clock.advanceIfWaiting(by: .seconds(10))
+        #expect(await late.value == PromQLError.timeout)
+        // A whole linger without a query: the watchdog ends.
+        try await waitFor("lingering until 231 s") { clock.sleeperDeadlines == [.seconds(231)] }
+        await clock.advanceIfWaiting(by: .seconds(60))
+        try await waitFor("no watchdog after an idle linger") { clock.sleeperDeadlines.isEmpty }
     }
 
     @Test func limiterTimesOutOnTheInjectedClock() async throws {

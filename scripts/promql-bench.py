@@ -15,7 +15,10 @@ time, each over a new connection. Percentiles are nearest-rank: the p99 of N run
 ceil(0.99 N)-th fastest: the slowest run for N < 100, the second slowest for N = 100 and the
 sixth slowest for N = 500.
 Python's cyclic garbage collector is off while a query's runs are timed (and run between
-queries), so its pauses do not land on whichever system was answering.
+queries), so its pauses do not land on whichever system was answering. Each row also gives
+Starling's p99 over Prometheus's with a 95 % bootstrap interval over the paired runs (resampling
+run indices): a row where the whole interval lies above 1 is one where Starling is slower at p99
+beyond what the run-to-run noise explains. --json also keeps every run's latency.
 
 Prometheus and VictoriaMetrics are started here (Debian packages `prometheus`, `victoria-metrics`)
 on loopback with throw-away data directories; Starling is a running node given by --starling-url
@@ -174,6 +177,21 @@ def percentile(xs, p):
     return xs[max(0, math.ceil(round(len(xs) * p, 9)) - 1)]
 
 
+def ratio_interval(a, b, p, resamples=2000, seed=1):
+    """95 % bootstrap interval of percentile(a, p) / percentile(b, p). The runs are paired (run i
+    of both systems came one after the other), so each resample draws the same run indices for
+    both: a slow phase of the machine stays shared, as it was when measured."""
+    rnd = random.Random(seed)
+    n = len(a)
+    k = max(0, math.ceil(round(n * p, 9)) - 1)
+    ratios = []
+    for _ in range(resamples):
+        idx = [rnd.randrange(n) for _ in range(n)]
+        ratios.append(sorted(a[i] for i in idx)[k] / sorted(b[i] for i in idx)[k])
+    ratios.sort()
+    return ratios[int(resamples * 0.025)], ratios[int(resamples * 0.975) - 1]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--hosts", type=int, default=100)
@@ -248,10 +266,16 @@ def main():
                             lat[sname].append(timed_query(base, path, params, headers))
                 finally:
                     gc.enable()
+                key = "%s %s" % (qname, mname)
                 for sname, _, _, _, _ in requests:
                     p50, p99 = percentile(lat[sname], 0.5), percentile(lat[sname], 0.99)
-                    results.setdefault(sname, {})["%s %s" % (qname, mname)] = {"p50_ms": round(p50, 3), "p99_ms": round(p99, 3)}
+                    results.setdefault(sname, {})[key] = {"p50_ms": round(p50, 3), "p99_ms": round(p99, 3),
+                                                          "runs_ms": [round(x, 3) for x in lat[sname]]}
                     row += "%26s" % (("%.2f / %.2f" if p99 < 10 else "%.1f / %.1f") % (p50, p99))
+                if "starling" in lat and "prometheus" in lat:
+                    lo, hi = ratio_interval(lat["starling"], lat["prometheus"], 0.99)
+                    results["starling"][key]["p99_vs_prometheus_95ci"] = [round(lo, 3), round(hi, 3)]
+                    row += "   p99 ratio %.2f [%.2f, %.2f]" % (results["starling"][key]["p99_ms"] / results["prometheus"][key]["p99_ms"], lo, hi)
                 print(row, flush=True)
         if args.json:
             with open(args.json, "w") as f:

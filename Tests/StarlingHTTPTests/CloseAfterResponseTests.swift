@@ -33,17 +33,41 @@ final class ServerCloseRecorder: ChannelInboundHandler, RemovableChannelHandler,
         return router
     }
 
-    /// A raw HTTP/1.1 client that can keep its socket open after the server's FIN.
-    static func withConnection<R: Sendable>(
-        port: Int, group: any EventLoopGroup,
-        _ body: (NIOAsyncChannelInboundStream<ByteBuffer>, NIOAsyncChannelOutboundWriter<ByteBuffer>) async throws -> R
+    /// Serves `router()` with a `ServerCloseRecorder` and runs `body` over one raw HTTP/1.1
+    /// client connection, which stays open after the server's FIN until `body` returns.
+    static func overOneConnection<R: Sendable>(
+        _ body: @Sendable (NIOAsyncChannelInboundStream<ByteBuffer>, NIOAsyncChannelOutboundWriter<ByteBuffer>, ServerCloseRecorder) async throws -> R
     ) async throws -> R {
-        let channel = try await ClientBootstrap(group: group)
-            .channelOption(.allowRemoteHalfClosure, value: true)
-            .connect(host: "127.0.0.1", port: port) { ch in
-                ch.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: ch) }
+        let recorder = ServerCloseRecorder()
+        let app = Application(router: router(), server: .http1OnEventLoop(configuration: .init(additionalChannelHandlers: [recorder])))
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        do {
+            let result = try await app.test(.live) { client in
+                let channel = try await ClientBootstrap(group: group)
+                    .channelOption(.allowRemoteHalfClosure, value: true)
+                    .connect(host: "127.0.0.1", port: try #require(client.port)) { ch in
+                        ch.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: ch) }
+                    }
+                return try await channel.executeThenClose { inbound, outbound in try await body(inbound, outbound, recorder) }
             }
-        return try await channel.executeThenClose { inbound, outbound in try await body(inbound, outbound) }
+            try await group.shutdownGracefully()
+            return result
+        } catch {
+            try await group.shutdownGracefully()
+            throw error
+        }
+    }
+
+    /// Everything up to the server's FIN, pausing 2 ms every `pauseEvery` reads (a slow reader).
+    static func readToEnd(_ inbound: NIOAsyncChannelInboundStream<ByteBuffer>, pauseEvery: Int = .max) async throws -> ByteBuffer {
+        var received = ByteBuffer()
+        var reads = 0
+        for try await chunk in inbound {
+            received.writeImmutableBuffer(chunk)
+            reads += 1
+            if reads % pauseEvery == 0 { try await Task.sleep(for: .milliseconds(2)) }
+        }
+        return received
     }
 
     static func request(_ path: String, close: Bool) -> ByteBuffer {
@@ -67,76 +91,44 @@ final class ServerCloseRecorder: ChannelInboundHandler, RemovableChannelHandler,
     }
 
     @Test func theServerClosesWithoutWaitingForTheClient() async throws {
-        let recorder = ServerCloseRecorder()
-        let app = Application(router: Self.router(), server: .http1OnEventLoop(configuration: .init(additionalChannelHandlers: [recorder])))
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        try await app.test(.live) { client in
-            let port = try #require(client.port)
-            try await Self.withConnection(port: port, group: group) { inbound, outbound in
-                try await outbound.write(Self.request("/small", close: true))
-                var received = ByteBuffer()
-                // Ends at the server's FIN; this side keeps its socket open.
-                for try await chunk in inbound { received.writeImmutableBuffer(chunk) }
-                let response = try #require(Self.response(in: received))
-                #expect(response.head.hasPrefix("HTTP/1.1 200"))
-                #expect(response.bodyLength == "small body".utf8.count)
-                // Hummingbird alone would half-close and wait for this client's FIN for ever.
-                #expect(try await Self.serverClosed(recorder, count: 1))
-            }
+        try await Self.overOneConnection { inbound, outbound, recorder in
+            try await outbound.write(Self.request("/small", close: true))
+            let response = try #require(Self.response(in: try await Self.readToEnd(inbound)))
+            #expect(response.head.hasPrefix("HTTP/1.1 200"))
+            #expect(response.bodyLength == "small body".utf8.count)
+            // Hummingbird alone would half-close and wait for this client's FIN for ever.
+            #expect(try await Self.serverClosed(recorder, count: 1))
         }
-        try await group.shutdownGracefully()
     }
 
     @Test func keepAliveConnectionsStayOpenUntilAskedToClose() async throws {
-        let recorder = ServerCloseRecorder()
-        let app = Application(router: Self.router(), server: .http1OnEventLoop(configuration: .init(additionalChannelHandlers: [recorder])))
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        try await app.test(.live) { client in
-            let port = try #require(client.port)
-            try await Self.withConnection(port: port, group: group) { inbound, outbound in
-                var iterator = inbound.makeAsyncIterator()
-                var received = ByteBuffer()
-                try await outbound.write(Self.request("/small", close: false))
-                while Self.response(in: received)?.bodyLength != "small body".utf8.count {
-                    received.writeImmutableBuffer(try #require(try await iterator.next()))
-                }
-                try await Task.sleep(for: .milliseconds(100))
-                #expect(recorder.closed.withLockedValue { $0 } == 0)
-                // The same connection answers a second request, then closes.
-                received.clear()
-                try await outbound.write(Self.request("/small", close: true))
-                while let chunk = try await iterator.next() { received.writeImmutableBuffer(chunk) }
-                #expect(Self.response(in: received)?.bodyLength == "small body".utf8.count)
-                #expect(try await Self.serverClosed(recorder, count: 1))
+        try await Self.overOneConnection { inbound, outbound, recorder in
+            var iterator = inbound.makeAsyncIterator()
+            var received = ByteBuffer()
+            try await outbound.write(Self.request("/small", close: false))
+            while Self.response(in: received)?.bodyLength != "small body".utf8.count {
+                received.writeImmutableBuffer(try #require(try await iterator.next()))
             }
+            try await Task.sleep(for: .milliseconds(100))
+            #expect(recorder.closed.withLockedValue { $0 } == 0)
+            // The same connection answers a second request, then closes.
+            received.clear()
+            try await outbound.write(Self.request("/small", close: true))
+            while let chunk = try await iterator.next() { received.writeImmutableBuffer(chunk) }
+            #expect(Self.response(in: received)?.bodyLength == "small body".utf8.count)
+            #expect(try await Self.serverClosed(recorder, count: 1))
         }
-        try await group.shutdownGracefully()
     }
 
     /// A response larger than the socket buffers, read slowly: the close waits for its last byte.
     @Test func aLargeResponseArrivesWholeBeforeTheClose() async throws {
-        let recorder = ServerCloseRecorder()
-        let app = Application(router: Self.router(), server: .http1OnEventLoop(configuration: .init(additionalChannelHandlers: [recorder])))
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        try await app.test(.live) { client in
-            let port = try #require(client.port)
-            let received = try await Self.withConnection(port: port, group: group) { inbound, outbound in
-                try await outbound.write(Self.request("/big", close: true))
-                var received = ByteBuffer()
-                var chunks = 0
-                for try await chunk in inbound {
-                    received.writeImmutableBuffer(chunk)
-                    chunks += 1
-                    if chunks % 16 == 0 { try await Task.sleep(for: .milliseconds(2)) }
-                }
-                return received
-            }
-            let response = try #require(Self.response(in: received))
+        try await Self.overOneConnection { inbound, outbound, recorder in
+            try await outbound.write(Self.request("/big", close: true))
+            let response = try #require(Self.response(in: try await Self.readToEnd(inbound, pauseEvery: 16)))
             #expect(response.head.hasPrefix("HTTP/1.1 200"))
             #expect(response.bodyLength == Self.bigBody)
             #expect(try await Self.serverClosed(recorder, count: 1))
         }
-        try await group.shutdownGracefully()
     }
 
     @Test func connectionHeaderTokens() {

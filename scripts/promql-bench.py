@@ -171,10 +171,14 @@ def timed_query(base, path, params, headers):
     return dt
 
 
+def rank(n, p):
+    """Index, in n sorted values, of the nearest-rank p-quantile: the smallest value with at least
+    p of the values at or below it."""
+    return max(0, math.ceil(round(n * p, 9)) - 1)
+
+
 def percentile(xs, p):
-    """Nearest-rank percentile: the smallest value with at least p of the values at or below it."""
-    xs = sorted(xs)
-    return xs[max(0, math.ceil(round(len(xs) * p, 9)) - 1)]
+    return sorted(xs)[rank(len(xs), p)]
 
 
 def ratio_interval(a, b, p, resamples=2000, seed=1):
@@ -183,7 +187,7 @@ def ratio_interval(a, b, p, resamples=2000, seed=1):
     both: a slow phase of the machine stays shared, as it was when measured."""
     rnd = random.Random(seed)
     n = len(a)
-    k = max(0, math.ceil(round(n * p, 9)) - 1)
+    k = rank(n, p)
     ratios = []
     for _ in range(resamples):
         idx = [rnd.randrange(n) for _ in range(n)]
